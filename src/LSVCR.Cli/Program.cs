@@ -1,0 +1,3 @@
+using LSVCR.Cli;
+
+return await LsvcrCli.Build().Parse(args).InvokeAsync();
