@@ -487,9 +487,9 @@ internal sealed class LayoutLoader
                     while (r.Read() && r.TokenType != JsonTokenType.EndArray)
                     {
                         int before = _s.EntryComments.Count;
-                        ReadIds(ref r, IdKind.Comment, _s.EntryComments, at, $"{field}[1][{_s.EntryLengths.Count}]");
+                        bool ok = ReadIds(ref r, IdKind.Comment, _s.EntryComments, at, $"{field}[1][{_s.EntryLengths.Count}]");
                         _s.EntryLengths.Add(_s.EntryComments.Count - before);
-                        if (_s.EntryComments.Count == before)
+                        if (ok && _s.EntryComments.Count == before)
                             Problems.Add(new(at.File, at.Line, $"{field}[1][{_s.EntryLengths.Count - 1}]: entry has no comments"));
                     }
             }
