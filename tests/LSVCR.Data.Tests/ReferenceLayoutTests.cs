@@ -134,3 +134,34 @@ public class ReferenceLayoutTests(ITestOutputHelper output)
         }
     }
 }
+
+public class DatasetStatsTests
+{
+    [Fact]
+    public void Counts_users_items_interactions_and_history_lengths_of_the_fixture()
+    {
+        using var dir = new TestDir();
+        Fixture.WriteTo(dir);
+        var stats = DatasetStats.Compute(ReferenceLayout.Read(dir.Path));
+        Assert.Equal((2, 3, 5), (stats.Users, stats.Videos, stats.Comments));
+        // u1 liked 101-103 and touched comments 201-205; user 7 liked 101 and touched 204.
+        Assert.Equal((4L, 6L, 10L), (stats.LikedVideos, stats.CommentInteractions, stats.Interactions));
+        Assert.Equal(14, stats.HistoryEntries);
+        Assert.Equal(new Distribution(3, 1, 2, 2, 2, 5 / 3.0), stats.CommentsPerVideo);
+        var recTrain = stats.Sets.Single(s => s is { Task: TaskKind.Rec, Split: Split.Train });
+        Assert.Equal((2, 2), (recTrain.Examples, recTrain.Users));
+        Assert.Equal(new Distribution(2, 0, 0.5, 1, 1, 0.5), recTrain.VideoHistory);
+        Assert.Equal(new Distribution(2, 1, 1.5, 2, 2, 1.5), recTrain.CommentHistoryComments);
+        var crTest = stats.Sets.Single(s => s is { Task: TaskKind.CommRank, Split: Split.Test });
+        Assert.Equal(2, crTest.Positives.Mean);
+        Assert.Equal(6, stats.Sets.Count);
+    }
+
+    [Fact]
+    public void Distribution_uses_nearest_rank_percentiles()
+    {
+        var d = Distribution.Of([5, 1, 9, 3, 7, 2, 8, 4, 6, 10]);
+        Assert.Equal(new Distribution(10, 1, 5.5, 9, 10, 5.5), d);
+        Assert.Equal(new Distribution(0, 0, 0, 0, 0, 0), Distribution.Of([]));
+    }
+}
