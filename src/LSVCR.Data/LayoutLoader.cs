@@ -23,6 +23,8 @@ internal sealed class LayoutLoader
     private string[] _photoIds = [], _commentIds = [];
     private Dictionary<string, int> _photoIndex = [], _commentIndex = [];
     private Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _photoLookup, _commentLookup;
+    // When every id of a list is a canonical integer, JSON number ids are looked up without decoding text.
+    private Dictionary<long, int>? _photoNumbers, _commentNumbers;
     private string[] _titles = [], _texts = [];
     private int[] _listOffsets = [], _listComments = [];
 
@@ -64,6 +66,8 @@ internal sealed class LayoutLoader
         _photoIndex = Index(photoIds);
         _commentIndex = Index(commentIds);
         _photoLookup = _photoIndex.GetAlternateLookup<ReadOnlySpan<char>>();
+        _photoNumbers = NumericIndex(photoIds);
+        _commentNumbers = NumericIndex(commentIds);
         _commentLookup = _commentIndex.GetAlternateLookup<ReadOnlySpan<char>>();
         ReadPhotoJson();
         ReadCommentJson();
@@ -88,6 +92,14 @@ internal sealed class LayoutLoader
         if (_bytesDone - _bytesReported < ProgressStep) return;
         _bytesReported = _bytesDone;
         _progress?.Report(new("load", _bytesDone, _bytesTotal));
+    }
+
+    private static Dictionary<long, int>? NumericIndex(string[] ids)
+    {
+        if (!IdLists.AllCanonicalIntegers(ids)) return null;
+        var index = new Dictionary<long, int>(ids.Length);
+        for (int i = 1; i < ids.Length; i++) index.TryAdd(long.Parse(ids[i], System.Globalization.CultureInfo.InvariantCulture), i);
+        return index;
     }
 
     private static Dictionary<string, int> Index(string[] ids)
@@ -293,6 +305,10 @@ internal sealed class LayoutLoader
             r.Skip();
             return -1;
         }
+        var numbers = kind == IdKind.Photo ? _photoNumbers : _commentNumbers;
+        if (numbers is not null && r.TokenType == JsonTokenType.Number && r.TryGetInt64(out long number) && r.ValueSpan[0] != (byte)'-'
+            && numbers.TryGetValue(number, out int known))
+            return known;
         Span<char> buffer = stackalloc char[128];
         scoped ReadOnlySpan<char> text;
         string? allocated = null;
