@@ -263,7 +263,8 @@ internal sealed class LayoutLoader
         }
     }
 
-    private static int Bom(ReadOnlySpan<byte> bytes) => bytes.StartsWith("\xEF\xBB\xBF"u8) ? 3 : 0;
+    internal static ReadOnlySpan<byte> Utf8Bom => [0xEF, 0xBB, 0xBF];
+    private static int Bom(ReadOnlySpan<byte> bytes) => bytes.StartsWith(Utf8Bom) ? 3 : 0;
     private static ReadOnlySpan<byte> SkipBom(ReadOnlySpan<byte> bytes) => bytes[Bom(bytes)..];
 
     private static string JsonMessage(JsonException e)
@@ -604,7 +605,7 @@ internal static class JsonLines
         void Emit(ReadOnlySpan<byte> line)
         {
             number++;
-            if (first && line.StartsWith("\xEF\xBB\xBF"u8)) line = line[3..];
+            if (first && line.StartsWith(LayoutLoader.Utf8Bom)) line = line[3..];
             first = false;
             if (line.EndsWith("\r"u8)) line = line[..^1];
             if (line.Trim(" \t"u8).IsEmpty) return;

@@ -108,6 +108,35 @@ public class ReferenceLayoutTests(ITestOutputHelper output)
         Assert.Equal("['[PAD]', 101, 102, 103] ['[PAD]', 201, 202, 203, 204, 205] 2", printed);
     }
 
+    [Fact]
+    public void Reads_files_with_bom_and_crlf_line_ends()
+    {
+        using var plain = new TestDir();
+        using var windows = new TestDir();
+        Fixture.WriteTo(plain);
+        Fixture.WriteTo(windows, Fixture.Files.ToDictionary(f => f.Key, f => (string?)("\uFEFF" + f.Value.ReplaceLineEndings("\r\n"))));
+        AssertSame(ReferenceLayout.Read(plain.Path), ReferenceLayout.Read(windows.Path));
+    }
+
+    [Fact]
+    public void Failed_write_leaves_the_previous_dataset_untouched()
+    {
+        using var dir = new TestDir();
+        Fixture.WriteTo(dir);
+        var before = Directory.GetFiles(dir.Path).ToDictionary(f => f, File.ReadAllBytes);
+        // An example set whose offsets point past its history: writing fails after the item files are staged.
+        var broken = new ExampleSet
+        {
+            Task = TaskKind.Rec, Split = Split.Test, UserIds = ["u"], TargetPhoto = [1], PhotoHistoryOffsets = [0, 5], PhotoHistory = [],
+            CommentHistoryOffsets = [0, 0], CommentHistoryPhoto = [], CommentEntryOffsets = [0], CommentHistoryComments = [],
+            PositiveOffsets = [0, 0], PositiveComments = [],
+        };
+        var catalog = ReferenceLayout.ReadCatalog(dir.Path);
+        Assert.ThrowsAny<ArgumentException>(() => ReferenceLayout.Write(new LsvcrDataset(catalog, [broken]), dir.Path));
+        Assert.Empty(Directory.GetDirectories(dir.Path));
+        foreach (var (file, bytes) in before) Assert.Equal(bytes, File.ReadAllBytes(file));
+    }
+
     private static string Py(string path) => "r'" + path + "'";
 
     internal static void AssertSame(LsvcrDataset a, LsvcrDataset b)

@@ -193,7 +193,8 @@ public static class DataCommands
             }));
             var stats = DatasetStats.Compute(dataset);
             AnsiConsole.MarkupLineInterpolated($"generated {N(options.Users)} users in {generate.TotalSeconds:F2} s = {options.Users / generate.TotalSeconds:N0} users/s");
-            AnsiConsole.MarkupLineInterpolated($"  {N(stats.Videos)} videos, {N(stats.Comments)} comments, {N(stats.Interactions)} interactions, {N(stats.HistoryEntries)} history ids, {N(stats.Sets.Sum(s => (long)s.Examples))} examples");
+            AnsiConsole.MarkupLineInterpolated($"  {N(stats.Videos)} videos, {N(stats.Comments)} comments, {N(stats.Interactions)} interactions");
+            AnsiConsole.MarkupLineInterpolated($"  {N(stats.Sets.Sum(s => (long)s.Examples))} examples, {N(stats.HistoryEntries)} ids in histories");
             if (outDir is not null)
                 AnsiConsole.MarkupLineInterpolated($"wrote {outDir} in {write.TotalSeconds:F2} s ({Size(outDir)})");
             return 0;
@@ -216,8 +217,10 @@ public static class DataCommands
             var stats = DatasetStats.Compute(dataset);
             using var process = Process.GetCurrentProcess();
             AnsiConsole.MarkupLineInterpolated($"loaded {path} ({Size(path)}) in {elapsed.TotalSeconds:F2} s");
-            AnsiConsole.MarkupLineInterpolated($"  {N(stats.Users)} users, {N(stats.Interactions)} interactions, {N(stats.HistoryEntries)} history ids, {N(stats.Sets.Sum(s => (long)s.Examples))} examples");
-            AnsiConsole.MarkupLineInterpolated($"  managed memory after load: {(after - before) / 1048576.0:F0} MiB; process peak working set: {process.PeakWorkingSet64 / 1048576.0:F0} MiB");
+            AnsiConsole.MarkupLineInterpolated($"  {N(stats.Users)} users, {N(stats.Interactions)} interactions");
+            AnsiConsole.MarkupLineInterpolated($"  {N(stats.Sets.Sum(s => (long)s.Examples))} examples, {N(stats.HistoryEntries)} ids in histories");
+            AnsiConsole.MarkupLineInterpolated($"  managed memory held by the dataset: {(after - before) / 1048576.0:F0} MiB");
+            AnsiConsole.MarkupLineInterpolated($"  process peak working set: {process.PeakWorkingSet64 / 1048576.0:F0} MiB");
             GC.KeepAlive(dataset);
             return 0;
         });
