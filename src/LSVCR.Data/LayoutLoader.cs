@@ -399,7 +399,7 @@ internal sealed class LayoutLoader
         int problemsBefore = Problems.Count;
         string? user = null;
         int target = -1;
-        bool hasTarget = false, hasPhotos = false, hasComments = false, hasPositives = false;
+        bool hasUser = false, hasTarget = false, hasPhotos = false, hasComments = false, hasPositives = false;
         try
         {
             var r = new Utf8JsonReader(line);
@@ -413,6 +413,7 @@ internal sealed class LayoutLoader
                 if (r.ValueTextEquals("user_id"u8))
                 {
                     r.Read();
+                    hasUser = true;
                     if (r.TokenType is JsonTokenType.String or JsonTokenType.Number)
                         user = Intern(r.TokenType == JsonTokenType.String ? r.GetString()! : Encoding.UTF8.GetString(r.ValueSpan));
                     else { Problems.Add(new(at.File, at.Line, $"user_id: expected an int or string, found {Describe(r.TokenType)}")); r.Skip(); }
@@ -450,7 +451,7 @@ internal sealed class LayoutLoader
             Problems.Add(new(at.File, at.Line, $"malformed JSON: {JsonMessage(e)}"));
             return false;
         }
-        if (user is null && Problems.Count == problemsBefore) Problems.Add(new(at.File, at.Line, "missing field \"user_id\""));
+        if (!hasUser) Problems.Add(new(at.File, at.Line, "missing field \"user_id\""));
         if (!hasTarget) Problems.Add(new(at.File, at.Line, "missing field \"target_photo\""));
         if (!hasPhotos) Problems.Add(new(at.File, at.Line, "missing field \"photo_inter_his\""));
         if (!hasComments) Problems.Add(new(at.File, at.Line, "missing field \"comment_inter_his\""));

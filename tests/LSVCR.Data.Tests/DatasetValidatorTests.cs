@@ -47,6 +47,7 @@ public class DatasetValidatorTests
         var problems = Validate(new()
         {
             ["rec.test.json"] = """{"user_id": "u9", "photo_inter_his": [102], "comment_inter_his": [[], []]}""" + "\n" +
+                                """{"target_photo": 7, "photo_inter_his": [102], "comment_inter_his": [[], []]}""" + "\n" +
                                 """{"user_id": [1], "target_photo": 101, "photo_inter_his": 102, "comment_inter_his": [[], []]}""" + "\n",
             ["comm_rank.val.json"] = """{"user_id": "u9", "target_photo": 101, "photo_inter_his": [102], "comment_inter_his": [[], []]}""" + "\n",
         });
@@ -54,8 +55,10 @@ public class DatasetValidatorTests
         [
             "comm_rank.val.json:1: missing field \"pos_comments\"",
             "rec.test.json:1: missing field \"target_photo\"",
-            "rec.test.json:2: photo_inter_his: expected a list of video ids, found a number",
-            "rec.test.json:2: user_id: expected an int or string, found a list",
+            "rec.test.json:2: missing field \"user_id\"",
+            "rec.test.json:2: target_photo: video id '7' is not in all_photos.pkl",
+            "rec.test.json:3: photo_inter_his: expected a list of video ids, found a number",
+            "rec.test.json:3: user_id: expected an int or string, found a list",
         ], problems.Select(p => p.ToString()).OrderBy(s => s, StringComparer.Ordinal));
     }
 
