@@ -137,6 +137,25 @@ public class ReferenceLayoutTests(ITestOutputHelper output)
         foreach (var (file, bytes) in before) Assert.Equal(bytes, File.ReadAllBytes(file));
     }
 
+    [Fact]
+    public void Reads_id_lists_pickled_by_python_with_its_default_protocol()
+    {
+        using var dir = new TestDir();
+        var written = Fixture.Python($"""
+            import pickle
+            pickle.dump(['[PAD]', 5, 'abc', 12345678901234, 'é😀'], open({Py(dir.File("ids.pkl"))}, 'wb'), protocol=pickle.HIGHEST_PROTOCOL)
+            print('ok')
+            """);
+        if (written is null)
+        {
+            output.WriteLine("SKIPPED ASSERTION: python3 is not installed, no Python-written pickle to read");
+            return;
+        }
+        var problems = new List<DatasetProblem>();
+        Assert.Equal([Catalog.PadId, "5", "abc", "12345678901234", "é😀"], IdLists.Read(dir.File("ids.pkl"), "ids.pkl", problems)!);
+        Assert.Empty(problems);
+    }
+
     private static string Py(string path) => "r'" + path + "'";
 
     internal static void AssertSame(LsvcrDataset a, LsvcrDataset b)
