@@ -49,8 +49,7 @@ internal sealed class LayoutLoader
         }
         string[] files = [PhotosPkl, CommentsPkl, PhotoJson, CommentJson,
             .. examples ? Enum.GetValues<TaskKind>().SelectMany(t => Enum.GetValues<Split>().Select(s => TaskNames.FileName(t, s))) : []];
-        files = files.Select(f => Path.Combine(_dir, f)).ToArray();
-        _bytesTotal = files.Sum(f => File.Exists(f) ? new FileInfo(f).Length : 0);
+        _bytesTotal = files.Sum(Size);
 
         var photoIds = IdLists.Read(Path.Combine(_dir, PhotosPkl), PhotosPkl, Problems);
         var commentIds = IdLists.Read(Path.Combine(_dir, CommentsPkl), CommentsPkl, Problems);
@@ -66,9 +65,9 @@ internal sealed class LayoutLoader
         _photoIndex = Index(photoIds);
         _commentIndex = Index(commentIds);
         _photoLookup = _photoIndex.GetAlternateLookup<ReadOnlySpan<char>>();
+        _commentLookup = _commentIndex.GetAlternateLookup<ReadOnlySpan<char>>();
         _photoNumbers = NumericIndex(photoIds);
         _commentNumbers = NumericIndex(commentIds);
-        _commentLookup = _commentIndex.GetAlternateLookup<ReadOnlySpan<char>>();
         ReadPhotoJson();
         ReadCommentJson();
         bool catalogOk = Problems.Count == 0;
