@@ -219,7 +219,7 @@ public static class DataCommands
             AnsiConsole.MarkupLineInterpolated($"loaded {path} ({Size(path)}) in {elapsed.TotalSeconds:F2} s");
             AnsiConsole.MarkupLineInterpolated($"  {N(stats.Users)} users, {N(stats.Interactions)} interactions");
             AnsiConsole.MarkupLineInterpolated($"  {N(stats.Sets.Sum(s => (long)s.Examples))} examples, {N(stats.HistoryEntries)} ids in histories");
-            AnsiConsole.MarkupLineInterpolated($"  managed memory held by the dataset: {(after - before) / 1048576.0:F0} MiB");
+            AnsiConsole.MarkupLineInterpolated($"  managed memory after load: {after / 1048576.0:F0} MiB (the dataset: {(after - before) / 1048576.0:F0} MiB)");
             AnsiConsole.MarkupLineInterpolated($"  process peak working set: {process.PeakWorkingSet64 / 1048576.0:F0} MiB");
             GC.KeepAlive(dataset);
             return 0;
