@@ -24,7 +24,7 @@ internal sealed class LayoutLoader
     private Dictionary<string, int> _photoIndex = [], _commentIndex = [];
     private Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _photoLookup, _commentLookup;
     // When every id of a list is a canonical integer, JSON number ids are looked up without decoding text.
-    private Dictionary<long, int>? _photoNumbers, _commentNumbers;
+    private NumberIndex? _photoNumbers, _commentNumbers;
     private string[] _titles = [], _texts = [];
     private int[] _listOffsets = [], _listComments = [];
 
@@ -93,12 +93,40 @@ internal sealed class LayoutLoader
         _progress?.Report(new("load", _bytesDone, _bytesTotal));
     }
 
-    private static Dictionary<long, int>? NumericIndex(string[] ids)
+    private static NumberIndex? NumericIndex(string[] ids) => IdLists.AllCanonicalIntegers(ids) ? new NumberIndex(ids) : null;
+
+    /// <summary>Integer id → internal id: a flat array when the ids are small and dense enough, else a dictionary.</summary>
+    private sealed class NumberIndex
     {
-        if (!IdLists.AllCanonicalIntegers(ids)) return null;
-        var index = new Dictionary<long, int>(ids.Length);
-        for (int i = 1; i < ids.Length; i++) index.TryAdd(long.Parse(ids[i], System.Globalization.CultureInfo.InvariantCulture), i);
-        return index;
+        private readonly int[]? _dense;
+        private readonly Dictionary<long, int>? _sparse;
+
+        public NumberIndex(string[] ids)
+        {
+            var numbers = new long[ids.Length];
+            for (int i = 1; i < ids.Length; i++) numbers[i] = long.Parse(ids[i], System.Globalization.CultureInfo.InvariantCulture);
+            long min = ids.Length > 1 ? numbers[1..].Min() : 0, max = ids.Length > 1 ? numbers[1..].Max() : 0;
+            if (min >= 0 && max < Math.Max(1024, 8L * ids.Length))
+            {
+                _dense = new int[max + 1];
+                for (int i = ids.Length - 1; i >= 1; i--) _dense[numbers[i]] = i; // first occurrence wins, as in the string index
+            }
+            else
+            {
+                _sparse = new Dictionary<long, int>(ids.Length);
+                for (int i = 1; i < ids.Length; i++) _sparse.TryAdd(numbers[i], i);
+            }
+        }
+
+        public bool TryGetValue(long number, out int id)
+        {
+            if (_dense is not null)
+            {
+                id = (ulong)number < (ulong)_dense.Length ? _dense[number] : 0;
+                return id > 0;
+            }
+            return _sparse!.TryGetValue(number, out id);
+        }
     }
 
     private static Dictionary<string, int> Index(string[] ids)
@@ -531,35 +559,45 @@ internal sealed class LayoutLoader
         int UserOf(string u) => users.TryGetValue(u, out int i) ? i : users[u] = users.Count;
         static long Key(int user, int item) => ((long)user << 32) | (uint)item;
 
+        // Collect the few (user, item) pairs that must not be seen in training, then scan the training histories once.
         var recTrain = Set(TaskKind.Rec, Split.Train);
-        var seenPhotos = new Dictionary<long, int>();
+        var heldOut = new Dictionary<long, int>(); // → first training line that shows it (0 = none)
+        foreach (var split in new[] { Split.Val, Split.Test })
+        {
+            var set = Set(TaskKind.Rec, split);
+            for (int i = 0; i < set.Count; i++) heldOut.TryAdd(Key(UserOf(set.UserIds[i]), set.TargetPhoto[i]), 0);
+        }
         for (int i = 0; i < recTrain.Count; i++)
         {
             int u = UserOf(recTrain.UserIds[i]);
-            foreach (int p in recTrain.PhotoHistoryOf(i)) seenPhotos.TryAdd(Key(u, p), Lines[(TaskKind.Rec, Split.Train)][i]);
+            foreach (int p in recTrain.PhotoHistoryOf(i))
+                if (heldOut.TryGetValue(Key(u, p), out int line) && line == 0) heldOut[Key(u, p)] = Lines[(TaskKind.Rec, Split.Train)][i];
         }
         foreach (var split in new[] { Split.Val, Split.Test })
         {
             var set = Set(TaskKind.Rec, split);
             for (int i = 0; i < set.Count; i++)
-                if (seenPhotos.TryGetValue(Key(UserOf(set.UserIds[i]), set.TargetPhoto[i]), out int trainLine))
+                if (heldOut[Key(UserOf(set.UserIds[i]), set.TargetPhoto[i])] is > 0 and var trainLine)
                     Problems.Add(new(TaskNames.FileName(TaskKind.Rec, split), Lines[(TaskKind.Rec, split)][i],
                         $"leakage: target video '{_photoIds[set.TargetPhoto[i]]}' of user '{set.UserIds[i]}' is already in the video history of {TaskNames.FileName(TaskKind.Rec, Split.Train)}:{trainLine}"));
         }
 
+        var test = Set(TaskKind.CommRank, Split.Test);
         var crTrain = Set(TaskKind.CommRank, Split.Train);
-        var seenComments = new Dictionary<long, int>();
+        heldOut.Clear();
+        for (int i = 0; i < test.Count; i++)
+            foreach (int c in test.PositivesOf(i)) heldOut.TryAdd(Key(UserOf(test.UserIds[i]), c), 0);
         for (int i = 0; i < crTrain.Count; i++)
         {
             int u = UserOf(crTrain.UserIds[i]);
             var (start, end) = crTrain.CommentEntriesOf(i);
             for (int e = start; e < end; e++)
-                foreach (int c in crTrain.CommentsOfEntry(e)) seenComments.TryAdd(Key(u, c), Lines[(TaskKind.CommRank, Split.Train)][i]);
+                foreach (int c in crTrain.CommentsOfEntry(e))
+                    if (heldOut.TryGetValue(Key(u, c), out int line) && line == 0) heldOut[Key(u, c)] = Lines[(TaskKind.CommRank, Split.Train)][i];
         }
-        var test = Set(TaskKind.CommRank, Split.Test);
         for (int i = 0; i < test.Count; i++)
             foreach (int c in test.PositivesOf(i))
-                if (seenComments.TryGetValue(Key(UserOf(test.UserIds[i]), c), out int trainLine))
+                if (heldOut[Key(UserOf(test.UserIds[i]), c)] is > 0 and var trainLine)
                     Problems.Add(new(TaskNames.FileName(TaskKind.CommRank, Split.Test), Lines[(TaskKind.CommRank, Split.Test)][i],
                         $"leakage: positive comment '{_commentIds[c]}' of user '{test.UserIds[i]}' is already in the comment history of {TaskNames.FileName(TaskKind.CommRank, Split.Train)}:{trainLine}"));
     }
