@@ -86,6 +86,34 @@ public sealed class ExampleSetBuilder(TaskKind task, Split split)
         _posOff.Add(_pos.Count);
     }
 
+    /// <summary>
+    /// Allocation-free form for bulk loaders: the comment history is given as parallel spans (entry videos, the
+    /// number of comments per entry, and all entry comments concatenated).
+    /// </summary>
+    public void Add(string userId, int targetPhoto, ReadOnlySpan<int> photoHistory, ReadOnlySpan<int> commentPhotos,
+        ReadOnlySpan<int> entryLengths, ReadOnlySpan<int> entryComments, ReadOnlySpan<int> positives)
+    {
+        if (commentPhotos.Length != entryLengths.Length)
+            throw new ArgumentException($"{commentPhotos.Length} comment-history videos but {entryLengths.Length} entry lengths");
+        _users.Add(userId);
+        _target.Add(targetPhoto);
+        _ph.AddRange(photoHistory);
+        _phOff.Add(_ph.Count);
+        int taken = 0;
+        for (int e = 0; e < commentPhotos.Length; e++)
+        {
+            _chPhoto.Add(commentPhotos[e]);
+            _chComments.AddRange(entryComments.Slice(taken, entryLengths[e]));
+            taken += entryLengths[e];
+            _entryOff.Add(_chComments.Count);
+        }
+        if (taken != entryComments.Length)
+            throw new ArgumentException($"entry lengths sum to {taken} but {entryComments.Length} comments were given");
+        _chOff.Add(_chPhoto.Count);
+        _pos.AddRange(positives);
+        _posOff.Add(_pos.Count);
+    }
+
     public ExampleSet Build() => new()
     {
         Task = task,

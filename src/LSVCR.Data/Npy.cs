@@ -18,7 +18,8 @@ public sealed record FloatMatrix(float[] Data, int Rows, int Cols)
 /// </summary>
 public static partial class Npy
 {
-    private static ReadOnlySpan<byte> Magic => "\x93NUMPY"u8;
+    // Spelled as bytes: a "\x93NUMPY"u8 literal encodes U+0093 as the two bytes C2 93, which NumPy rejects.
+    private static ReadOnlySpan<byte> Magic => [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
 
     /// <summary>Writes to a temporary name and renames, so a partial file never appears under <paramref name="path"/>.</summary>
     public static void Write(string path, FloatMatrix matrix)
