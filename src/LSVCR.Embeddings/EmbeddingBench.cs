@@ -24,24 +24,29 @@ public static class EmbeddingBench
     public static IReadOnlyList<string> SyntheticTexts(int count, int seed = 42)
     {
         if (count < 1) throw new LsvcrException($"--count must be at least 1 (got {count})");
-        var texts = new List<string>(count);
-        var seen = new HashSet<string>(StringComparer.Ordinal);
         for (int users = Math.Max(200, count / 4); ; users *= 2)
         {
             var catalog = SyntheticDataset.Generate(new SynthOptions { Users = users, Seed = seed }).Catalog;
-            // Interleave titles and comments so both kinds are measured whatever the count.
-            int p = 1, c = 1;
-            while (texts.Count < count && (p < catalog.PhotoCount || c < catalog.CommentCount))
-            {
-                if (p < catalog.PhotoCount && seen.Add(catalog.PhotoTitles[p])) texts.Add(catalog.PhotoTitles[p]);
-                p++;
-                for (int i = 0; i < 4 && c < catalog.CommentCount && texts.Count < count; i++, c++)
-                    if (seen.Add(catalog.CommentTexts[c])) texts.Add(catalog.CommentTexts[c]);
-            }
+            var texts = CatalogTexts(catalog, count);
             if (texts.Count >= count || users > 1 << 22) return texts;
-            texts.Clear();
-            seen.Clear();
         }
+    }
+
+    /// <summary>Up to <paramref name="count"/> distinct texts of a catalogue, titles and comments interleaved.</summary>
+    public static IReadOnlyList<string> CatalogTexts(Catalog catalog, int count)
+    {
+        if (count < 1) throw new LsvcrException($"--count must be at least 1 (got {count})");
+        var texts = new List<string>(count);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        int p = 1, c = 1;
+        while (texts.Count < count && (p < catalog.PhotoCount || c < catalog.CommentCount))
+        {
+            if (p < catalog.PhotoCount && seen.Add(catalog.PhotoTitles[p])) texts.Add(catalog.PhotoTitles[p]);
+            p++;
+            for (int i = 0; i < 4 && c < catalog.CommentCount && texts.Count < count; i++, c++)
+                if (seen.Add(catalog.CommentTexts[c])) texts.Add(catalog.CommentTexts[c]);
+        }
+        return texts;
     }
 
     /// <summary>
@@ -52,6 +57,8 @@ public static class EmbeddingBench
     public static EmbedBenchResult Run(IReadOnlyList<string> texts, IReadOnlyList<EmbedOptions> configs, int packageBatch = 32,
         IProgress<JobProgress>? progress = null, CancellationToken ct = default)
     {
+        if (packageBatch < 1) throw new LsvcrException($"--package-batch must be at least 1 (got {packageBatch})");
+        if (texts.Count == 0) throw new LsvcrException("no texts to encode");
         var lines = new List<EmbedBenchLine>();
         float[]? ours = null;
         int[]? order = null;

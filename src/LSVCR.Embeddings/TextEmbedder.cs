@@ -166,6 +166,19 @@ public sealed class TextEmbedder : IDisposable
     internal void EncodeInto(IReadOnlyList<string> texts, float[] output, int batchSize, CancellationToken ct, Action<int>? batchDone = null)
     {
         int batches = (texts.Count + batchSize - 1) / batchSize;
+        try
+        {
+            ParallelBatches(texts, output, batchSize, batches, ct, batchDone);
+        }
+        catch (AggregateException e) when (e.InnerExceptions.FirstOrDefault(x => x is LsvcrException) is { } user)
+        {
+            // Parallel.For wraps a worker's failure; surface the user-facing one as itself.
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(user);
+        }
+    }
+
+    private void ParallelBatches(IReadOnlyList<string> texts, float[] output, int batchSize, int batches, CancellationToken ct, Action<int>? batchDone)
+    {
         Parallel.For(0, batches, new ParallelOptions { MaxDegreeOfParallelism = _threads, CancellationToken = ct }, b =>
         {
             int start = b * batchSize, count = Math.Min(batchSize, texts.Count - start);

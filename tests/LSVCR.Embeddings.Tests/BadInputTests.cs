@@ -84,6 +84,19 @@ public class BadInputTests
         Assert.EndsWith($"does the tokenizer ({Path.Combine(dir.Path, "vocab.txt")}) belong to this model?", message);
     }
 
+    [Fact]
+    public void Inference_failure_in_a_worker_surfaces_as_one_clear_error()
+    {
+        using var dir = new TestDir();
+        var path = Path.Combine(dir.Path, "model.onnx");
+        TinyOnnx.Write(dir.Path);
+        // 8 rows pass the load-time probe ("hello" = id 7) but cannot look up 中 (id 9) in the fourth batch.
+        File.WriteAllBytes(path, TinyOnnx.Model(rows: 8, withAttentionMask: true));
+        using var embedder = TextEmbedder.Open(new() { ModelPath = path, Threads = 2 });
+        var error = Assert.Throws<LsvcrException>(() => embedder.Encode(["cat", "dog", "cat dog", "中"], batchSize: 1));
+        Assert.StartsWith($"{path}: inference failed (", error.Message);
+    }
+
     [Theory]
     [InlineData("bge", "unknown encoder 'bge': the built-in encoder is 'minilm'; use --model PATH.onnx for others")]
     [InlineData("minilm:gpu", "unknown encoder 'minilm:gpu': the built-in encoder is 'minilm'; use --model PATH.onnx for others")]

