@@ -27,10 +27,12 @@ public sealed class TextEmbedder : IDisposable
     private readonly string _outputName;
     private readonly string _modelName;
     private readonly int _threads;
+    private readonly int _batchSize;
     private readonly List<string> _warnings = [];
 
-    private TextEmbedder(InferenceSession session, WordPiece tokenizer, string encoderId, string modelName, string fingerprint, int threads)
+    private TextEmbedder(InferenceSession session, WordPiece tokenizer, string encoderId, string modelName, string fingerprint, int threads, int batchSize)
     {
+        _batchSize = batchSize;
         _session = session;
         _tokenizer = tokenizer;
         _modelName = modelName;
@@ -138,7 +140,7 @@ public sealed class TextEmbedder : IDisposable
         }
         try
         {
-            var embedder = new TextEmbedder(session, tokenizer, encoderId, modelName, fingerprint, options.EffectiveThreads) { DeviceUsed = device };
+            var embedder = new TextEmbedder(session, tokenizer, encoderId, modelName, fingerprint, options.EffectiveThreads, options.BatchSize) { DeviceUsed = device };
             embedder._warnings.AddRange(warnings);
             return embedder;
         }
@@ -150,15 +152,19 @@ public sealed class TextEmbedder : IDisposable
     }
 
     /// <summary>
-    /// Encodes <paramref name="texts"/> in the given order into unit vectors. Callers wanting speed pass texts of
-    /// similar token counts together (see <see cref="EmbeddingJob"/>); this method batches them as given.
+    /// Encodes <paramref name="texts"/> into unit vectors, returned in the given order. Texts are batched by similar
+    /// token count (<see cref="EmbedOptions.BatchSize"/> per batch) and the batches spread over the workers.
     /// </summary>
-    public float[][] Encode(IReadOnlyList<string> texts, int batchSize = 64, CancellationToken ct = default)
+    public float[][] Encode(IReadOnlyList<string> texts, CancellationToken ct = default)
     {
+        var lengths = new int[texts.Count];
+        for (int i = 0; i < texts.Count; i++) lengths[i] = TokenCount(texts[i]);
+        var order = Enumerable.Range(0, texts.Count).ToArray();
+        Array.Sort(order, (a, b) => lengths[a] != lengths[b] ? lengths[a].CompareTo(lengths[b]) : a.CompareTo(b));
         var flat = new float[(long)texts.Count * Dimension];
+        EncodeInto(order.Select(i => texts[i]).ToArray(), flat, _batchSize, ct);
         var result = new float[texts.Count][];
-        EncodeInto(texts, flat, batchSize, ct);
-        for (int i = 0; i < texts.Count; i++) result[i] = flat.AsSpan(i * Dimension, Dimension).ToArray();
+        for (int s = 0; s < order.Length; s++) result[order[s]] = flat.AsSpan(s * Dimension, Dimension).ToArray();
         return result;
     }
 

