@@ -114,6 +114,7 @@ public static class EmbeddingJob
         long done = 0;
         var encodeClock = Stopwatch.StartNew();
         long encoded = 0;
+        var progressGate = new Lock();
         progress?.Report(new("embed", 0, u));
         for (int k = 0; k < chunks; k++)
         {
@@ -139,9 +140,13 @@ public static class EmbeddingJob
                 long chunkDone = done;
                 embedder.EncodeInto(texts, vectors, options.BatchSize, ct, count =>
                 {
-                    long now = Interlocked.Add(ref chunkDone, count);
-                    long total = Interlocked.Add(ref encoded, count);
-                    progress?.Report(new("embed", now, u, $"{total / Math.Max(encodeClock.Elapsed.TotalSeconds, 1e-3):F0} texts/s"));
+                    // Workers finish batches concurrently; progress consumers need not be thread-safe.
+                    lock (progressGate)
+                    {
+                        chunkDone += count;
+                        encoded += count;
+                        progress?.Report(new("embed", chunkDone, u, $"{encoded / Math.Max(encodeClock.Elapsed.TotalSeconds, 1e-3):F0} texts/s"));
+                    }
                 });
                 Npy.Write(file, new FloatMatrix(vectors, n, dim));
             }
