@@ -41,6 +41,18 @@ public class TinyEncoderTests
     }
 
     [Fact]
+    public void Prefers_tokenizer_json_beside_the_model_and_honours_its_casing()
+    {
+        using var dir = new TestDir();
+        var options = Tiny(dir.Path);
+        File.WriteAllText(Path.Combine(dir.Path, "tokenizer.json"), TinyOnnx.TokenizerJson(lowercase: false));
+        using var embedder = TextEmbedder.Open(options);
+        var v = embedder.Encode(["cat", "CAT"]);
+        Near(Unit(1, 1, 4), v[0]);
+        Near(Unit(2, 2, 1), v[1]); // cased: "CAT" is not in the vocabulary → [UNK]
+    }
+
+    [Fact]
     public void Truncates_at_the_model_max_length_from_tokenizer_config()
     {
         using var dir = new TestDir();
@@ -161,10 +173,13 @@ public class TinyEncoderTests
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => EmbeddingJob.RunAsync(catalog, outDir, options, stopAfterThree, cts.Token));
         Assert.False(File.Exists(Path.Combine(outDir, EmbeddingManifest.FileName)));
         Assert.False(File.Exists(Path.Combine(outDir, EmbeddingManifest.PhotoFile)));
-        Assert.Equal(3, Directory.GetFiles(Path.Combine(outDir, EmbeddingJob.WorkFolder), "chunk_*.npy", SearchOption.AllDirectories).Length);
+        var chunks = Directory.GetFiles(Path.Combine(outDir, EmbeddingJob.WorkFolder), "chunk_*.npy", SearchOption.AllDirectories).Order().ToArray();
+        Assert.Equal(3, chunks.Length);
+        // A damaged chunk file is encoded again rather than trusted.
+        File.WriteAllBytes(chunks[1], File.ReadAllBytes(chunks[1])[..20]);
 
         var resumed = await EmbeddingJob.RunAsync(catalog, outDir, options);
-        Assert.Equal(3, resumed.ChunksResumed);
+        Assert.Equal(2, resumed.ChunksResumed);
         Assert.Equal(9, resumed.Chunks);
         foreach (var file in new[] { EmbeddingManifest.PhotoFile, EmbeddingManifest.CommentFile })
             Assert.Equal(File.ReadAllBytes(Path.Combine(dir.Path, "whole", file)), File.ReadAllBytes(Path.Combine(outDir, file)));

@@ -29,6 +29,39 @@ public static class TinyOnnx
         return path;
     }
 
+    /// <summary>A HuggingFace tokenizer.json (BERT normaliser, WordPiece model) over <see cref="Vocab"/>.</summary>
+    public static string TokenizerJson(bool lowercase)
+    {
+        var special = new[] { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]" };
+        var json = new System.Text.Json.Nodes.JsonObject
+        {
+            ["version"] = "1.0",
+            ["added_tokens"] = new System.Text.Json.Nodes.JsonArray(special.Select(t => (System.Text.Json.Nodes.JsonNode)new System.Text.Json.Nodes.JsonObject
+            {
+                ["id"] = Array.IndexOf(Vocab, t), ["special"] = true, ["content"] = t, ["single_word"] = false,
+                ["lstrip"] = false, ["rstrip"] = false, ["normalized"] = false,
+            }).ToArray()),
+            ["normalizer"] = new System.Text.Json.Nodes.JsonObject
+            {
+                ["type"] = "BertNormalizer", ["clean_text"] = true, ["handle_chinese_chars"] = true, ["strip_accents"] = null, ["lowercase"] = lowercase,
+            },
+            ["pre_tokenizer"] = new System.Text.Json.Nodes.JsonObject { ["type"] = "BertPreTokenizer" },
+            ["post_processor"] = System.Text.Json.Nodes.JsonNode.Parse("""
+                {"type": "TemplateProcessing",
+                 "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+                 "pair": [],
+                 "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]}, "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}}}
+                """),
+            ["decoder"] = System.Text.Json.Nodes.JsonNode.Parse("""{"type": "WordPiece", "prefix": "##", "cleanup": true}"""),
+            ["model"] = new System.Text.Json.Nodes.JsonObject
+            {
+                ["type"] = "WordPiece", ["unk_token"] = "[UNK]", ["continuing_subword_prefix"] = "##", ["max_input_chars_per_word"] = 100,
+                ["vocab"] = new System.Text.Json.Nodes.JsonObject(Vocab.Select((t, i) => KeyValuePair.Create(t, (System.Text.Json.Nodes.JsonNode?)i))),
+            },
+        };
+        return json.ToJsonString();
+    }
+
     public static byte[] Model(int rows, bool withAttentionMask)
     {
         var table = new Proto();
