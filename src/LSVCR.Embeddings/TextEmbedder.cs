@@ -104,39 +104,25 @@ public sealed class TextEmbedder : IDisposable
     {
         var (model, tokenizer, encoderId, modelName, fingerprint) = source;
         var warnings = new List<string>();
-        var sessionOptions = new SessionOptions
-        {
-            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
-            ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
-            IntraOpNumThreads = options.IntraOpThreads,
-            InterOpNumThreads = 1,
-            LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
-        };
-        string device = "cpu";
-        if (options.Device == "cuda")
-        {
-            try
-            {
-                sessionOptions.AppendExecutionProvider_CUDA(0);
-                device = "cuda";
-            }
-            catch (Exception e) when (e is OnnxRuntimeException or EntryPointNotFoundException or DllNotFoundException)
-            {
-                warnings.Add($"--device cuda: the CUDA execution provider is not available ({FirstLine(e.Message)}); running on CPU");
-            }
-        }
+        string device = options.Device;
         InferenceSession session;
         try
         {
-            session = new InferenceSession(model, sessionOptions);
+            try
+            {
+                session = CreateSession(model, options, ref device, warnings);
+            }
+            catch (OnnxRuntimeException e) when (device == "cuda")
+            {
+                // A CUDA-enabled build on a host without a usable GPU fails here rather than when the provider is added.
+                warnings.Add($"--device cuda: the CUDA execution provider failed ({FirstLine(e.Message)}); running on CPU");
+                device = "cpu";
+                session = CreateSession(model, options, ref device, warnings);
+            }
         }
         catch (OnnxRuntimeException e)
         {
             throw new LsvcrException($"{modelName}: not a loadable ONNX model ({FirstLine(e.Message)})", e);
-        }
-        finally
-        {
-            sessionOptions.Dispose();
         }
         try
         {
@@ -149,6 +135,32 @@ public sealed class TextEmbedder : IDisposable
             session.Dispose();
             throw;
         }
+    }
+
+    private static InferenceSession CreateSession(byte[] model, EmbedOptions options, ref string device, List<string> warnings)
+    {
+        using var sessionOptions = new SessionOptions
+        {
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+            ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
+            IntraOpNumThreads = options.IntraOpThreads,
+            InterOpNumThreads = 1,
+            LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
+        };
+        if (device == "cuda")
+        {
+            try
+            {
+                sessionOptions.AppendExecutionProvider_CUDA(0);
+            }
+            catch (Exception e) when (e is OnnxRuntimeException or EntryPointNotFoundException or DllNotFoundException)
+            {
+                // The CPU-only Microsoft.ML.OnnxRuntime package has no CUDA provider: fall back rather than fail.
+                warnings.Add($"--device cuda: the CUDA execution provider is not available ({FirstLine(e.Message)}); running on CPU");
+                device = "cpu";
+            }
+        }
+        return new InferenceSession(model, sessionOptions);
     }
 
     /// <summary>
@@ -258,7 +270,7 @@ public sealed class TextEmbedder : IDisposable
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         hash.AppendData(SHA256.HashData(model));
-        hash.AppendData(System.Text.Encoding.UTF8.GetBytes($"|{tokenizer.Source}|{tokenizer.MaxTokens}|{Pooling}|l2"));
+        hash.AppendData(System.Text.Encoding.UTF8.GetBytes($"|{Path.GetFileName(tokenizer.Source)}|{tokenizer.MaxTokens}|{Pooling}|l2"));
         if (File.Exists(tokenizer.Source)) hash.AppendData(SHA256.HashData(File.ReadAllBytes(tokenizer.Source)));
         return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
