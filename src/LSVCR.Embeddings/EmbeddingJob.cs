@@ -53,6 +53,8 @@ public static class EmbeddingJob
         var source = TextEmbedder.Resolve(options);
         var datasetHash = DatasetHash(catalog);
         Directory.CreateDirectory(outDir);
+        // "" and null both mean no instruction; one spelling keeps reuse and the work-folder key stable.
+        if (options.Instruction == "") options = options with { Instruction = null };
         if (TryReuse(outDir, catalog, datasetHash, source.Fingerprint, options.Instruction) is { } reused)
             return reused with { Reused = true };
 

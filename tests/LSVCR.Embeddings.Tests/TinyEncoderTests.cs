@@ -137,6 +137,7 @@ public class TinyEncoderTests
         Assert.True(again.Reused);
         Assert.Equal(first.CreatedUtc, again.CreatedUtc);
         Assert.Equal(stamp, File.GetLastWriteTimeUtc(Path.Combine(outDir, EmbeddingManifest.PhotoFile)));
+        Assert.True((await EmbeddingJob.RunAsync(catalog, outDir, options with { Instruction = "" })).Reused); // "" = no instruction
 
         // A different instruction changes the texts, so nothing is reused and the vectors change.
         var prefixed = await EmbeddingJob.RunAsync(catalog, outDir, options with { Instruction = "hello " });
