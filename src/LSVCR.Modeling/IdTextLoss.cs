@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
 
 namespace LSVCR.Modeling;
 
@@ -11,7 +12,7 @@ namespace LSVCR.Modeling;
 /// distribution in O(N·k): positions are randomly permuted and cut into blocks of S = 2k+1; inside a block every
 /// position's S−1 block-mates are a uniformly random (S−1)-subset of the other positions, split by cyclic offset
 /// into the id→text negatives (offsets 1..k) and the disjoint text→id negatives (offsets k+1..2k). Logits come from one
-/// batched matmul [blocks, S, S] plus a fixed mask.
+/// batched matmul [blocks, S, S]; each direction gathers only its k+1 columns (rows) for a fused cross-entropy.
 /// </para>
 /// <para>
 /// Last partial block: it "borrows" — it is the LAST S entries of the permutation (overlapping the previous block),
@@ -73,27 +74,30 @@ public static class IdTextLoss
         var xb = x.index_select(0, flat).view(blocks, s, -1);
         var yb = y.index_select(0, flat).view(blocks, s, -1);
         var g = bmm(xb, yb.transpose(1, 2)).div_(temperature); // g[b,i,j] = x_i·y_j / T
-        var (idToText, textToId) = OffsetMasks(s, layout.K1);
-        var positive = g.diagonal(0, 1, 2);                        // [blocks, S]
-        var l1 = g.add(idToText).logsumexp(-1).sub(positive);           // x_i vs y_i, y_{i+1..i+k1}
-        var l2 = g.transpose(1, 2).add(textToId).logsumexp(-1).sub(positive); // y_i vs x_i, x_{i+k1+1..}
+        var (idToText, textToId) = OffsetIndex(s, layout.K1);
+        // id→text: row i's columns i, i+1, …, i+K1 (mod S), positive first → [blocks·S, K1+1], label 0.
+        var k1 = layout.K1 + 1;
+        var l1 = F.cross_entropy(g.gather(2, idToText.expand(blocks, s, k1)).view(-1, k1),
+            zeros(blocks * s, dtype: ScalarType.Int64), reduction: nn.Reduction.None).view(blocks, s);
+        // text→id: column i's rows i, i+K1+1, …, i+S−1 (mod S) → [blocks, S−K1, S], classes along dim 1, label 0.
+        var k2 = s - layout.K1;
+        var l2 = F.cross_entropy(g.gather(1, textToId.expand(blocks, k2, s)),
+            zeros(blocks, s, dtype: ScalarType.Int64), reduction: nn.Reduction.None);
         var owner = layout.Owner.to(ScalarType.Float32);
         var loss = l1.add(l2).mul_(owner).sum().div(2.0 * n);
         return loss.MoveToOuterDisposeScope();
     }
 
-    /// <summary>Additive masks [S, S] (0 / −∞) selecting, per row i, column i and the columns at cyclic offsets
-    /// 1..k1 (id→text) or k1+1..S−1 (text→id).</summary>
-    internal static (Tensor IdToText, Tensor TextToId) OffsetMasks(int s, int k1)
+    /// <summary>Gather indices selecting only the logits each direction uses (instead of masking all S×S):
+    /// id→text [1, S, K1+1] with (i + o) mod S for o = 0..K1; text→id [1, S−K1, S] with (i + o) mod S for
+    /// o = 0, K1+1..S−1. Offset 0 (the positive) comes first in both.</summary>
+    internal static (Tensor IdToText, Tensor TextToId) OffsetIndex(int s, int k1)
     {
         using var scope = NewDisposeScope();
-        var i = arange(s).unsqueeze(1);
-        var offset = arange(s).unsqueeze(0).sub(i).remainder(s); // (j − i) mod S
-        var self = offset.eq(0);
-        var first = self.logical_or(offset.ge(1).logical_and(offset.le(k1)));
-        var second = self.logical_or(offset.gt(k1));
-        static Tensor Additive(Tensor keep) =>
-            zeros(keep.shape, dtype: ScalarType.Float32).masked_fill(keep.logical_not(), float.NegativeInfinity);
-        return (Additive(first).MoveToOuterDisposeScope(), Additive(second).MoveToOuterDisposeScope());
+        var i = arange(s);
+        var first = i.unsqueeze(1).add(arange(k1 + 1).unsqueeze(0)).remainder(s).unsqueeze(0);
+        var offsets = cat([zeros(1, dtype: ScalarType.Int64), arange(k1 + 1, s)]);
+        var second = offsets.unsqueeze(1).add(i.unsqueeze(0)).remainder(s).unsqueeze(0);
+        return (first.MoveToOuterDisposeScope(), second.MoveToOuterDisposeScope());
     }
 }
