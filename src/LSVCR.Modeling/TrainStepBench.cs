@@ -25,6 +25,8 @@ public sealed record TrainBenchOptions
     public int Seed { get; init; } = 1;
     /// <summary>Apply <see cref="CpuAllocator.KeepFreedMemory"/> first (process-wide), as fine-tuning should.</summary>
     public bool KeepFreedMemory { get; init; } = true;
+    /// <summary>Apply <see cref="OpenMp.PreferPassiveWaiting"/> first (only effective before libtorch loads).</summary>
+    public bool PassiveOpenMp { get; init; } = true;
 }
 
 /// <summary>Measured figures of one bench run.</summary>
@@ -46,6 +48,7 @@ public static class TrainStepBench
     {
         if (o.Batch < 1 || o.History < 1 || o.Videos < 2 || o.Steps < 1 || o.Warmup < 0 || o.Threads < 1)
             throw new ArgumentException("bench train: batch, history, steps, threads ≥ 1, videos ≥ 2, warmup ≥ 0.");
+        if (o.PassiveOpenMp) OpenMp.PreferPassiveWaiting(); // before the first torch call
         torch.set_num_threads(o.Threads);
         if (o.KeepFreedMemory) CpuAllocator.KeepFreedMemory();
         manual_seed(o.Seed);
