@@ -245,5 +245,12 @@ public class RecComTests
         var expected = nn.functional.layer_norm(Proj("out_linear", ctx).add(x), [8], sd["LayerNorm.weight"], sd["LayerNorm.bias"], 1e-8);
         Assert.True(mha.forward(x, x, mask).allclose(expected, 1e-5, 1e-5));          // fused q/k/v path
         Assert.True(mha.forward(x, x.alias(), mask).allclose(expected, 1e-5, 1e-5));  // separate projections
+
+        // Training with attention dropout takes the written-out path; p = 1e-9 keeps every probability (its
+        // threshold is below every int16 draw), so it must give the same numbers.
+        using var written = new MultiHeadAttention(config with { AttentionDropout = 1e-9 });
+        written.load_state_dict(sd);
+        written.train();
+        Assert.True(written.forward(x, x, mask).allclose(expected, 1e-5, 1e-5));
     }
 }
