@@ -1,25 +1,128 @@
 using LSVCR.Data;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
 
 namespace LSVCR.Modeling;
 
 /// <summary>
 /// The SR model of MODEL.md §2 ("RecCom"), the part of LSVCR that is deployed. Item text embeddings are fixed inputs
-/// held as buffers (not parameters, not in checkpoints): they come from the embeddings artifacts.
-/// CONTRACT ONLY — the implementation is in progress; the signatures below are what training and serving build on.
+/// held as non-persistent buffers (not parameters, not in checkpoints): they come from the embeddings artifacts.
+/// Field names are the reference parameter names, so <c>state_dict()</c> keys equal the PyTorch release's.
 /// </summary>
 public sealed class RecCom : nn.Module
 {
+    /// <summary>Negatives per side of the id–text loss (reference <c>contrast_neg_num</c>).</summary>
+    public const int IdTextNegatives = 99;
+
+#pragma warning disable IDE1006 // reference parameter names
+    private readonly Embedding? photo_embedding;
+    private readonly Parameter? gate;
+    private readonly Embedding? comment_embedding;
+    private readonly Embedding pposition_embedding;
+    private readonly Embedding cposition_embedding;
+    private readonly LayerNorm photo_layernorm;
+    private readonly LayerNorm comment_layernorm;
+    private readonly Linear? llm_adapter;
+    private readonly Linear? pc_merge;
+    private readonly TransformerStack phis_encoder;
+    private readonly TransformerStack chis_encoder;
+    private readonly TransformerStack phis_mix_layer;
+    private readonly TransformerStack chis_mix_layer;
+    private readonly Linear p_linear;
+    private readonly Linear c_linear;
+    private readonly MultiHeadAttention comm_rank_att;
+    private readonly AdditiveAttention rec_att;
+    private readonly Tensor photo_text;
+    private readonly Tensor comment_text;
+#pragma warning restore IDE1006
+
     /// <param name="photoText">[PhotoCount, TextDim] float32 title embeddings, row 0 = pad.</param>
     /// <param name="commentText">[CommentCount, TextDim] float32 comment embeddings, row 0 = pad.</param>
     public RecCom(RecComConfig config, Tensor photoText, Tensor commentText) : base("reccom")
     {
         Config = config;
-        throw new NotImplementedException();
+        Validate(config, photoText, commentText);
+        var d = config.Hidden;
+        if (config.UseIds)
+        {
+            photo_embedding = nn.Embedding(config.PhotoCount, d, padding_idx: 0);
+            gate = new Parameter(tensor(1.0f));
+        }
+        if (config.CommentIds) comment_embedding = nn.Embedding(config.CommentCount, d, padding_idx: 0);
+        pposition_embedding = nn.Embedding(config.MaxPosition, d);
+        cposition_embedding = nn.Embedding(config.MaxPosition, d);
+        photo_layernorm = nn.LayerNorm(d, config.LayerNormEps);
+        comment_layernorm = nn.LayerNorm(d, config.LayerNormEps);
+        if (config.UseText)
+        {
+            llm_adapter = nn.Linear(config.TextDim, d, hasBias: false);
+            pc_merge = nn.Linear(2 * d, d);
+        }
+        phis_encoder = new TransformerStack(config, config.EncoderLayers, "phis_encoder");
+        chis_encoder = new TransformerStack(config, config.EncoderLayers, "chis_encoder");
+        phis_mix_layer = new TransformerStack(config, config.MixLayers, "phis_mix_layer");
+        chis_mix_layer = new TransformerStack(config, config.MixLayers, "chis_mix_layer");
+        p_linear = nn.Linear(2 * d, d);
+        c_linear = nn.Linear(2 * d, d);
+        comm_rank_att = new MultiHeadAttention(config);
+        rec_att = new AdditiveAttention(config);
+
+        photo_text = photoText.to(ScalarType.Float32).detach();
+        comment_text = commentText.to(ScalarType.Float32).detach();
+        register_buffer(nameof(photo_text), photo_text, persistent: false);
+        register_buffer(nameof(comment_text), comment_text, persistent: false);
+        RegisterComponents();
+        InitWeights();
     }
 
     public RecComConfig Config { get; }
+
+    /// <summary>Generator for the id–text negative sampling; null = torch's global generator (torch.manual_seed).</summary>
+    public Generator? Generator { get; set; }
+
+    private static void Validate(RecComConfig c, Tensor photoText, Tensor commentText)
+    {
+        if (!c.IsValidShape)
+            throw new ArgumentException($"Invalid RecCom shape: PhotoCount={c.PhotoCount}, CommentCount={c.CommentCount}, Hidden={c.Hidden} must be divisible by Heads={c.Heads}.");
+        if (!c.UseIds && !c.UseText)
+            throw new ArgumentException("RecCom needs ids or text (UseIds and UseText are both false).");
+        if (c.MaxPosition < 1) throw new ArgumentException($"MaxPosition must be positive, got {c.MaxPosition}.");
+        void Check(Tensor t, long rows, string what)
+        {
+            if (t.dim() != 2 || t.shape[0] != rows || t.shape[1] != c.TextDim)
+                throw new ArgumentException($"{what} text table has shape [{string.Join(", ", t.shape)}], expected [{rows}, {c.TextDim}].");
+        }
+        Check(photoText, c.PhotoCount, "Video");
+        Check(commentText, c.CommentCount, "Comment");
+    }
+
+    /// <summary>Reference init: Linear/Embedding weights N(0, 0.02), biases 0, LayerNorm 1/0, gate 1; pad rows 0.</summary>
+    private void InitWeights()
+    {
+        using var _ = no_grad();
+        foreach (var (_, m) in named_modules())
+        {
+            switch (m)
+            {
+                case Linear l:
+                    nn.init.normal_(l.weight, 0, 0.02);
+                    if (l.bias is not null) nn.init.zeros_(l.bias);
+                    break;
+                case Embedding e:
+                    nn.init.normal_(e.weight, 0, 0.02);
+                    break;
+                case LayerNorm ln:
+                    nn.init.ones_(ln.weight);
+                    nn.init.zeros_(ln.bias);
+                    break;
+            }
+        }
+        // padding_idx semantics: the pad row is never trained; keep it at zero so it adds nothing.
+        photo_embedding?.weight!.narrow(0, 0, 1).zero_();
+        comment_embedding?.weight!.narrow(0, 0, 1).zero_();
+    }
 
     /// <summary>
     /// User vectors for the task, normalised, [B, Hidden]: Rec = rec_att over the mixed video history; CommRank =
@@ -28,17 +131,184 @@ public sealed class RecCom : nn.Module
     /// (unweighted scalar), else null.
     /// </summary>
     public (Tensor User, Tensor? IdTextLoss) Encode(SrBatch batch, TaskKind task, bool withIdTextLoss = false)
-        => throw new NotImplementedException();
+        => Encode(batch, task, withIdTextLoss, null);
+
+    internal (Tensor User, Tensor? IdTextLoss) Encode(SrBatch batch, TaskKind task, bool withIdTextLoss, Tensor? titleTable)
+    {
+        using var scope = NewDisposeScope();
+        var c = Config;
+        var pIds = NonEmpty(batch.PhotoHistory);
+        var pCom = NonEmpty(batch.PhotoHistoryComment);
+        var cIds = NonEmpty(batch.CommentHistoryPhoto);
+        var cCom = batch.CommentHistoryComments;
+        if (cCom.shape[1] == 0 || cCom.shape[2] == 0) cCom = zeros(cIds.shape[0], cIds.shape[1], 1, dtype: ScalarType.Int64);
+        var (lp, lc) = (pIds.shape[1], cIds.shape[1]);
+        if (lp > c.MaxPosition || lc > c.MaxPosition)
+            throw new ArgumentException($"History longer than MaxPosition={c.MaxPosition} (video {lp}, comment {lc}); truncate to the most recent entries.");
+
+        // Step 1: per-position text vectors x.
+        Tensor? xp = null, xc = null;
+        if (c.UseText)
+        {
+            var table = titleTable ?? (photo_text.shape[0] <= pIds.numel() + cIds.numel() ? AdaptedTitles() : null);
+            var pTitle = Titles(pIds, table);
+            var cTitle = Titles(cIds, table);
+            var pComment = llm_adapter!.forward(Gather(comment_text, pCom));
+            var cComment = llm_adapter!.forward(MeanText(cCom));
+            xp = pc_merge!.forward(cat([pTitle, pComment], -1));
+            xc = pc_merge!.forward(cat([cTitle, cComment], -1));
+        }
+        else if (comment_embedding is not null)
+        {
+            xc = MaskedMean(comment_embedding.forward(cCom), cCom);
+        }
+
+        // Step 3: input = gate·id + x + pos, LayerNorm, dropout.
+        Tensor? pId = null, cId = null;
+        if (c.UseIds)
+        {
+            pId = photo_embedding!.forward(pIds);
+            cId = photo_embedding!.forward(cIds);
+        }
+        var inP = Input(pId, xp, pposition_embedding, lp, pIds, photo_layernorm);
+        var inC = Input(cId, xc, cposition_embedding, lc, cIds, comment_layernorm);
+
+        // Steps 4-6.
+        var causalP = Masks.Causal(pIds);
+        var causalC = Masks.Causal(cIds);
+        var bidirP = Masks.Bidirectional(pIds);
+        var bidirC = Masks.Bidirectional(cIds);
+        var hp = phis_encoder.forward(inP, inP, causalP);
+        var hc = chis_encoder.forward(inC, inC, causalC);
+        var mp = phis_mix_layer.forward(hp, hc, bidirC);
+        var mc = chis_mix_layer.forward(hc, hp, bidirP);
+
+        // Step 7: heads.
+        Tensor user;
+        if (task == TaskKind.Rec)
+        {
+            var hpFinal = p_linear.forward(cat([hp, mp], -1));
+            user = rec_att.forward(hpFinal, bidirP.view(bidirP.shape[0], -1));
+        }
+        else
+        {
+            var hcFinal = c_linear.forward(cat([hc, mc], -1));
+            var q = QueryOrCandidate(batch.Target, titleTable);
+            user = comm_rank_att.forward(q.unsqueeze(1), hcFinal, bidirC).squeeze(1);
+        }
+        user = F.normalize(user, dim: -1);
+
+        Tensor? idText = null;
+        if (withIdTextLoss && c.UseIds && c.UseText)
+        {
+            idText = PositionLoss(pId!, xp!, pIds).add(PositionLoss(cId!, xc!, cIds));
+        }
+        return (user.MoveToOuterDisposeScope(), idText?.MoveToOuterDisposeScope());
+    }
+
+    private Tensor PositionLoss(Tensor id, Tensor x, Tensor ids)
+    {
+        var keep = ids.ne(0).view(-1).nonzero().view(-1);
+        var d = id.shape[^1];
+        return IdTextLoss.Compute(id.reshape(-1, d).index_select(0, keep), x.reshape(-1, d).index_select(0, keep),
+            IdTextNegatives, Config.Temperature, Generator);
+    }
+
+    private Tensor Input(Tensor? id, Tensor? x, Embedding position, long length, Tensor ids, LayerNorm norm)
+    {
+        var pos = position.weight!.narrow(0, 0, length).unsqueeze(0);
+        Tensor sum = x is null ? pos.expand(ids.shape[0], length, Config.Hidden) : x.add(pos);
+        if (id is not null) sum = id.mul(gate!).add(sum);
+        return F.dropout(norm.forward(sum), Config.HiddenDropout, training);
+    }
+
+    /// <summary>Zero-length histories become one pad column so attention has a (fully masked, finite) key.</summary>
+    private static Tensor NonEmpty(Tensor ids) =>
+        ids.shape[1] > 0 ? ids : zeros(ids.shape[0], 1, dtype: ScalarType.Int64);
+
+    /// <summary>llm_adapter over the whole title table, [PhotoCount, d]: cheaper than per-position projection when
+    /// the batch touches more positions than the catalogue has videos, and shared with full-softmax scoring.</summary>
+    internal Tensor AdaptedTitles() => llm_adapter!.forward(photo_text);
+
+    private Tensor Titles(Tensor ids, Tensor? table) =>
+        table is not null ? Gather(table, ids) : llm_adapter!.forward(Gather(photo_text, ids));
+
+    private static Tensor Gather(Tensor table, Tensor ids)
+    {
+        var shape = ids.shape.Append(table.shape[1]).ToArray();
+        return table.index_select(0, ids.reshape(-1)).view(shape);
+    }
+
+    /// <summary>Mean of the raw text embeddings of each entry's comments, [B, L, E]. Averaging before llm_adapter is
+    /// the same as averaging after it (linear, no bias) and keeps the [B, L, K, E] gather out of autograd.</summary>
+    private Tensor MeanText(Tensor comments)
+    {
+        using var _ = no_grad();
+        return MaskedMean(Gather(comment_text, comments), comments);
+    }
+
+    private static Tensor MaskedMean(Tensor values, Tensor ids)
+    {
+        var mask = ids.ne(0).unsqueeze(-1).to(values.dtype);
+        var count = mask.sum(-2).clamp_min(1f);
+        return values.mul(mask).sum(-2).div(count);
+    }
+
+    /// <summary>gate·id_emb(v) + llm_adapter(t(v)) (un-normalised): the CommRank query and the video candidate.</summary>
+    private Tensor QueryOrCandidate(Tensor videos, Tensor? titleTable)
+    {
+        Tensor? text = Config.UseText ? Titles(videos, titleTable) : null;
+        Tensor? id = Config.UseIds ? photo_embedding!.forward(videos).mul(gate!) : null;
+        return text is null ? id! : id is null ? text : id.add(text);
+    }
 
     /// <summary>Normalised candidate vectors of videos: gate·id_emb + llm_adapter(title). ids = null → all videos [PhotoCount, Hidden].</summary>
-    public Tensor VideoVectors(Tensor? ids = null) => throw new NotImplementedException();
+    public Tensor VideoVectors(Tensor? ids = null) => VideoVectors(ids, null);
+
+    internal Tensor VideoVectors(Tensor? ids, Tensor? titleTable)
+    {
+        using var scope = NewDisposeScope();
+        Tensor v;
+        if (ids is null)
+        {
+            Tensor? text = Config.UseText ? titleTable ?? AdaptedTitles() : null;
+            Tensor? id = Config.UseIds ? photo_embedding!.weight!.mul(gate!) : null;
+            v = text is null ? id! : id is null ? text : id.add(text);
+        }
+        else v = QueryOrCandidate(ids, titleTable);
+        return F.normalize(v, dim: -1).MoveToOuterDisposeScope();
+    }
 
     /// <summary>Normalised candidate vectors of comments: llm_adapter(text) (id-only variant: comment id embedding).</summary>
-    public Tensor CommentVectors(Tensor ids) => throw new NotImplementedException();
+    public Tensor CommentVectors(Tensor ids)
+    {
+        using var scope = NewDisposeScope();
+        Tensor v;
+        if (Config.UseText) v = llm_adapter!.forward(Gather(comment_text, ids));
+        else if (comment_embedding is not null) v = comment_embedding.forward(ids);
+        else throw new InvalidOperationException("This RecCom has neither comment texts nor comment ids (UseText=false, CommentIds=false): it cannot score comments.");
+        return F.normalize(v, dim: -1).MoveToOuterDisposeScope();
+    }
 
     /// <summary>Cosine/T scores of normalised user vectors [B, d] against all videos → [B, PhotoCount]; column 0 (pad) = -1e6.</summary>
-    public Tensor ScoreAllVideos(Tensor user) => throw new NotImplementedException();
+    public Tensor ScoreAllVideos(Tensor user) => ScoreAllVideos(user, null);
+
+    internal Tensor ScoreAllVideos(Tensor user, Tensor? titleTable)
+    {
+        using var scope = NewDisposeScope();
+        var videos = VideoVectors(null, titleTable);
+        var scores = user.matmul(videos.t()).div_(Config.Temperature);
+        return scores.index_fill(1, tensor(new long[] { 0 }), Masks.Hidden).MoveToOuterDisposeScope();
+    }
 
     /// <summary>Cosine/T scores against per-example candidates [B, C] (video ids for Rec, comment ids for CommRank); pad candidates (0) = -1e6.</summary>
-    public Tensor ScoreCandidates(Tensor user, Tensor candidates, TaskKind task) => throw new NotImplementedException();
+    public Tensor ScoreCandidates(Tensor user, Tensor candidates, TaskKind task) => ScoreCandidates(user, candidates, task, null);
+
+    internal Tensor ScoreCandidates(Tensor user, Tensor candidates, TaskKind task, Tensor? titleTable)
+    {
+        using var scope = NewDisposeScope();
+        var vectors = task == TaskKind.Rec ? VideoVectors(candidates, titleTable) : CommentVectors(candidates);
+        var scores = vectors.matmul(user.unsqueeze(-1)).squeeze(-1).div_(Config.Temperature);
+        return scores.masked_fill(candidates.eq(0), Masks.Hidden).MoveToOuterDisposeScope();
+    }
 }

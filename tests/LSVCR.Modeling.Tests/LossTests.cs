@@ -1,0 +1,196 @@
+using LSVCR.Data;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace LSVCR.Modeling.Tests;
+
+public class LossTests
+{
+    [Theory]
+    [InlineData(1000, 99)]  // 5 full blocks + a borrowing block of 5 owners
+    [InlineData(199, 99)]   // exactly one block
+    [InlineData(40, 99)]    // fewer positions than 2k+1
+    [InlineData(23, 5)]     // 2 blocks of 11 + 1 borrowed
+    public void Sampling_never_uses_self_keeps_the_two_negative_sets_disjoint_and_covers_each_position_once(int n, int k)
+    {
+        using var g = new Generator(7);
+        using var layout = IdTextLoss.Sample(n, k, g);
+        var s = layout.BlockSize;
+        Assert.Equal(Math.Min(n, 2 * k + 1), s);
+        var index = layout.Index.data<long>().ToArray();
+        var owner = layout.Owner.data<bool>().ToArray();
+        var blocks = index.Length / s;
+        var owned = new int[n];
+        for (var b = 0; b < blocks; b++)
+        {
+            var members = index.Skip(b * s).Take(s).ToArray();
+            Assert.Equal(s, members.Distinct().Count());
+            for (var i = 0; i < s; i++)
+            {
+                if (!owner[b * s + i]) continue;
+                var self = members[i];
+                owned[self]++;
+                var first = Enumerable.Range(1, layout.K1).Select(o => members[(i + o) % s]).ToHashSet();
+                var second = Enumerable.Range(layout.K1 + 1, s - 1 - layout.K1).Select(o => members[(i + o) % s]).ToHashSet();
+                Assert.DoesNotContain(self, first);
+                Assert.DoesNotContain(self, second);
+                Assert.Empty(first.Intersect(second));
+                if (n >= 2 * k + 1)
+                {
+                    Assert.Equal(k, first.Count);
+                    Assert.Equal(k, second.Count);
+                }
+                else
+                {
+                    Assert.Equal((n - 1) / 2, first.Count);
+                    Assert.Equal(n - 1 - (n - 1) / 2, second.Count);
+                }
+            }
+        }
+        Assert.All(owned, c => Assert.Equal(1, c));
+    }
+
+    [Fact]
+    public void Sampling_gives_every_other_position_the_same_chance_to_be_a_negative()
+    {
+        // Position 0's id→text negatives over many draws: uniform over the 29 others (each 5/29 of draws).
+        const int n = 30, k = 5, draws = 3000;
+        using var g = new Generator(3);
+        var counts = new int[n];
+        for (var t = 0; t < draws; t++)
+        {
+            using var layout = IdTextLoss.Sample(n, k, g);
+            var s = layout.BlockSize;
+            var index = layout.Index.data<long>().ToArray();
+            var owner = layout.Owner.data<bool>().ToArray();
+            for (var slot = 0; slot < index.Length; slot++)
+            {
+                if (index[slot] != 0 || !owner[slot]) continue;
+                var (b, i) = (slot / s, slot % s);
+                for (var o = 1; o <= layout.K1; o++) counts[index[b * s + (i + o) % s]]++;
+            }
+        }
+        Assert.Equal(0, counts[0]);
+        var expected = draws * k / 29.0; // ≈ 517
+        Assert.All(counts.Skip(1), c => Assert.InRange(c, expected * 0.8, expected * 1.2));
+    }
+
+    [Fact]
+    public void Id_text_loss_matches_the_hand_computed_value()
+    {
+        // Orthonormal ids, text = id: positive cosine 1, every negative 0. With T = 1 each direction's loss is
+        // log(e¹ + e⁰) − 1 = log(1 + e⁻¹) = 0.31326, whichever negatives are drawn.
+        using var id = eye(3);
+        using var loss = IdTextLoss.Compute(id * 2f, id, 99, 1.0);
+        Assert.Equal(Math.Log(1 + Math.Exp(-1)), loss.item<float>(), 1e-5);
+
+        // N = 5, k = 1 (blocks of 3 + one borrowed block): 2 negatives per position, 1 per side.
+        using var five = eye(5);
+        using var l5 = IdTextLoss.Compute(five, five, 1, 0.5);
+        Assert.Equal(Math.Log(1 + Math.Exp(-2)), l5.item<float>(), 1e-5);
+    }
+
+    [Fact]
+    public void Id_text_loss_equals_the_per_position_cross_entropy_on_the_drawn_negatives()
+    {
+        const int n = 450, k = 99;
+        const double t = 0.07;
+        manual_seed(5);
+        var id = randn(n, 16);
+        var text = randn(n, 16);
+        using var g1 = new Generator(9);
+        var fast = IdTextLoss.Compute(id, text, k, t, g1).item<float>();
+
+        using var g2 = new Generator(9);
+        using var layout = IdTextLoss.Sample(n, k, g2);
+        var x = F.normalize(id, dim: -1);
+        var y = F.normalize(text, dim: -1);
+        var s = layout.BlockSize;
+        var index = layout.Index.data<long>().ToArray();
+        var owner = layout.Owner.data<bool>().ToArray();
+        double total = 0;
+        for (var slot = 0; slot < index.Length; slot++)
+        {
+            if (!owner[slot]) continue;
+            var (b, i) = (slot / s, slot % s);
+            var p = index[slot];
+            var negY = Enumerable.Range(1, k).Select(o => index[b * s + (i + o) % s]).ToArray();
+            var negX = Enumerable.Range(k + 1, k).Select(o => index[b * s + (i + o) % s]).ToArray();
+            double Ce(Tensor q, Tensor pos, Tensor negs)
+            {
+                var logits = cat([pos.unsqueeze(0), negs]).matmul(q).div(t);
+                return -logits.log_softmax(0)[0].item<float>();
+            }
+            total += (Ce(x[p], y[p], y.index_select(0, tensor(negY))) + Ce(y[p], x[p], x.index_select(0, tensor(negX)))) / 2;
+        }
+        Assert.Equal(total / n, fast, 1e-3);
+    }
+
+    [Fact]
+    public void Full_softmax_loss_is_cross_entropy_over_all_videos_plus_weighted_id_text()
+    {
+        using var model = Tiny.Model();
+        model.train();
+        using var batch = Tiny.Batch();
+        manual_seed(21);
+        var (total, task, idText) = SrLoss.Compute(model, batch, TaskKind.Rec, null, 0.1);
+        Assert.NotNull(idText);
+        Assert.True(idText!.item<float>() > 0);
+        Assert.Equal(task.item<float>() + 0.1f * idText.item<float>(), total.item<float>(), 1e-5f);
+
+        model.eval();
+        var (total2, task2, idText2) = SrLoss.Compute(model, batch, TaskKind.Rec, null, 0.1);
+        Assert.Null(idText2);
+        var scores = model.ScoreAllVideos(model.Encode(batch, TaskKind.Rec).User);
+        var expected = -scores.log_softmax(1).gather(1, batch.Target.unsqueeze(1)).mean().item<float>();
+        Assert.Equal(expected, task2.item<float>(), 1e-4f);
+        Assert.Equal(task2.item<float>(), total2.item<float>());
+    }
+
+    [Fact]
+    public void Sampled_and_comment_losses_use_label_zero()
+    {
+        using var model = Tiny.Model();
+        model.eval();
+        using var batch = Tiny.Batch();
+        using var cands = tensor(new long[,] { { 5, 1, 2 }, { 1, 3, 4 }, { 3, 6, 0 } });
+        var (_, rec, _) = SrLoss.Compute(model, batch, TaskKind.Rec, cands, 0.1);
+        var s = model.ScoreCandidates(model.Encode(batch, TaskKind.Rec).User, cands, TaskKind.Rec);
+        Assert.Equal(-s.log_softmax(1)[.., 0].mean().item<float>(), rec.item<float>(), 1e-4f);
+
+        using var comments = tensor(new long[,] { { 2, 1, 3 }, { 9, 8, 0 }, { 4, 5, 6 } });
+        var (_, comm, _) = SrLoss.Compute(model, batch, TaskKind.CommRank, comments, 0.1);
+        var cs = model.ScoreCandidates(model.Encode(batch, TaskKind.CommRank).User, comments, TaskKind.CommRank);
+        Assert.Equal(-cs.log_softmax(1)[.., 0].mean().item<float>(), comm.item<float>(), 1e-4f);
+        Assert.Throws<ArgumentException>(() => SrLoss.Compute(model, batch, TaskKind.CommRank, null, 0.1));
+    }
+
+    [Fact]
+    public void Training_steps_reduce_the_loss_and_reach_every_parameter()
+    {
+        using var model = Tiny.Model(Tiny.Config(c => c with { HiddenDropout = 0, AttentionDropout = 0 }));
+        model.train();
+        using var batch = Tiny.Batch();
+        using var opt = optim.AdamW(model.parameters(), 0.01);
+        float first = 0, last = 0;
+        for (var step = 0; step < 30; step++)
+        {
+            opt.zero_grad();
+            var (total, _, _) = SrLoss.Compute(model, batch, TaskKind.Rec, null, 0.1);
+            total.backward();
+            if (step == 0)
+            {
+                var silent = model.named_parameters()
+                    .Where(p => p.parameter.grad is null || p.parameter.grad.abs().sum().item<float>() == 0)
+                    .Select(p => p.name).ToList();
+                // Rec does not use the CommRank head or the comment-history mix/projection output.
+                Assert.All(silent, name => Assert.True(name.StartsWith("comm_rank_att") || name.StartsWith("c_linear") || name.StartsWith("chis_mix_layer"), name));
+                first = total.item<float>();
+            }
+            last = total.item<float>();
+            opt.step();
+        }
+        Assert.True(last < first * 0.5, $"loss {first} → {last}");
+    }
+}

@@ -1,0 +1,230 @@
+using LSVCR.Data;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LSVCR.Modeling.Tests;
+
+public class RecComTests
+{
+    private static readonly string[] LayerKeys =
+    [
+        "multi_head_attention.query.weight", "multi_head_attention.query.bias",
+        "multi_head_attention.key.weight", "multi_head_attention.key.bias",
+        "multi_head_attention.value.weight", "multi_head_attention.value.bias",
+        "multi_head_attention.out_linear.weight", "multi_head_attention.out_linear.bias",
+        "multi_head_attention.LayerNorm.weight", "multi_head_attention.LayerNorm.bias",
+        "feed_forward.linear_1.weight", "feed_forward.linear_1.bias",
+        "feed_forward.linear_2.weight", "feed_forward.linear_2.bias",
+        "feed_forward.LayerNorm.weight", "feed_forward.LayerNorm.bias",
+    ];
+
+    internal static IEnumerable<string> ReferenceKeys(bool ids = true)
+    {
+        if (ids) { yield return "photo_embedding.weight"; yield return "gate"; }
+        foreach (var k in new[]
+                 {
+                     "pposition_embedding.weight", "cposition_embedding.weight", "photo_layernorm.weight", "photo_layernorm.bias",
+                     "comment_layernorm.weight", "comment_layernorm.bias", "llm_adapter.weight", "pc_merge.weight", "pc_merge.bias",
+                     "p_linear.weight", "p_linear.bias", "c_linear.weight", "c_linear.bias",
+                     "comm_rank_att.query.weight", "comm_rank_att.query.bias", "comm_rank_att.key.weight", "comm_rank_att.key.bias",
+                     "comm_rank_att.value.weight", "comm_rank_att.value.bias", "comm_rank_att.out_linear.weight",
+                     "comm_rank_att.out_linear.bias", "comm_rank_att.LayerNorm.weight", "comm_rank_att.LayerNorm.bias",
+                     "rec_att.attn.0.weight", "rec_att.attn.0.bias", "rec_att.attn.2.weight", "rec_att.attn.2.bias",
+                     "rec_att.attn.4.weight", "rec_att.attn.4.bias",
+                 })
+            yield return k;
+        foreach (var (stack, layers) in new[] { ("phis_encoder", 2), ("chis_encoder", 2), ("phis_mix_layer", 1), ("chis_mix_layer", 1) })
+            for (var i = 0; i < layers; i++)
+                foreach (var k in LayerKeys) yield return $"{stack}.layer.{i}.{k}";
+    }
+
+    [Fact]
+    public void State_dict_keys_are_the_reference_names_and_exclude_the_text_tables()
+    {
+        using var model = Tiny.Model();
+        var keys = model.state_dict().Keys.ToHashSet();
+        Assert.Equal(ReferenceKeys().OrderBy(k => k), keys.OrderBy(k => k));
+        Assert.Equal(new long[] { Tiny.Photos, 8 }, model.state_dict()["photo_embedding.weight"].shape);
+        Assert.Equal(new long[] { 8, Tiny.TextDim }, model.state_dict()["llm_adapter.weight"].shape);
+        Assert.Equal(new long[] { 16, 8 }, model.state_dict()["rec_att.attn.0.weight"].shape);
+        Assert.Empty(model.state_dict()["gate"].shape);
+    }
+
+    [Fact]
+    public void Stage1_form_has_no_photo_embedding_or_gate()
+    {
+        using var model = Tiny.Model(Tiny.Config(c => c with { UseIds = false }));
+        Assert.Equal(ReferenceKeys(ids: false).OrderBy(k => k), model.state_dict().Keys.OrderBy(k => k));
+    }
+
+    [Fact]
+    public void Init_follows_the_reference()
+    {
+        using var model = Tiny.Model(Tiny.Config(c => c with { PhotoCount = 2001 }), seed: 5);
+        var sd = model.state_dict();
+        Assert.Equal(1f, sd["gate"].item<float>());
+        var emb = sd["photo_embedding.weight"];
+        Assert.Equal(0.02, emb.narrow(0, 1, 2000).std().item<float>(), 0.002);
+        Assert.Equal(0f, emb[0].abs().sum().item<float>());
+        Assert.Equal(0f, sd["pc_merge.bias"].abs().sum().item<float>());
+        Assert.Equal(8f, sd["photo_layernorm.weight"].sum().item<float>());
+    }
+
+    [Fact]
+    public void Masks_are_additive_causal_and_bidirectional()
+    {
+        using var ids = tensor(new long[,] { { 4, 9, 0 } });
+        using var causal = Masks.Causal(ids);
+        Assert.Equal(new long[] { 1, 1, 3, 3 }, causal.shape);
+        const float h = -1e6f;
+        Assert.Equal(new[] { 0, h, h, 0, 0, h, 0, 0, h }, causal.data<float>().ToArray());
+        using var bidir = Masks.Bidirectional(ids);
+        Assert.Equal(new long[] { 1, 1, 1, 3 }, bidir.shape);
+        Assert.Equal(new[] { 0, 0, h }, bidir.data<float>().ToArray());
+    }
+
+    [Theory]
+    [InlineData(TaskKind.Rec)]
+    [InlineData(TaskKind.CommRank)]
+    public void Encode_gives_finite_unit_vectors_even_for_an_empty_comment_history(TaskKind task)
+    {
+        using var model = Tiny.Model();
+        model.eval();
+        using var batch = Tiny.Batch();
+        var (user, idText) = model.Encode(batch, task);
+        Assert.Null(idText);
+        Assert.Equal(new long[] { 3, 8 }, user.shape);
+        Assert.True(user.isfinite().all().item<bool>());
+        var norms = user.norm(1).data<float>().ToArray();
+        Assert.All(norms, n => Assert.Equal(1f, n, 1e-5f));
+    }
+
+    [Fact]
+    public void Eval_is_deterministic_and_train_applies_dropout()
+    {
+        using var model = Tiny.Model();
+        using var batch = Tiny.Batch();
+        model.eval();
+        var a = model.Encode(batch, TaskKind.Rec).User;
+        var b = model.Encode(batch, TaskKind.Rec).User;
+        Assert.True(a.allclose(b, 0, 0));
+        model.train();
+        var c = model.Encode(batch, TaskKind.Rec).User;
+        Assert.False(a.allclose(c, 1e-4, 1e-4));
+    }
+
+    [Fact]
+    public void Scores_are_cosine_over_temperature_with_pad_masked()
+    {
+        using var model = Tiny.Model();
+        model.eval();
+        using var batch = Tiny.Batch();
+        using var _ = no_grad();
+        var user = model.Encode(batch, TaskKind.Rec).User;
+        var all = model.ScoreAllVideos(user);
+        Assert.Equal(new long[] { 3, Tiny.Photos }, all.shape);
+        Assert.Equal(-1e6f, all[1, 0].item<float>());
+        var videos = model.VideoVectors();
+        var expected = (user[1] * videos[4]).sum().item<float>() / 0.07f;
+        Assert.Equal(expected, all[1, 4].item<float>(), 1e-4f);
+        Assert.True(all.narrow(1, 1, Tiny.Photos - 1).abs().max().item<float>() <= 1 / 0.07f + 1e-3f);
+
+        using var cands = tensor(new long[,] { { 4, 2, 0 }, { 1, 6, 3 }, { 3, 5, 0 } });
+        var some = model.ScoreCandidates(user, cands, TaskKind.Rec);
+        Assert.Equal(all[1, 6].item<float>(), some[1, 1].item<float>(), 1e-4f);
+        Assert.Equal(-1e6f, some[0, 2].item<float>());
+
+        using var comments = tensor(new long[,] { { 3, 5 }, { 12, 0 }, { 1, 2 } });
+        var cu = model.Encode(batch, TaskKind.CommRank).User;
+        var cs = model.ScoreCandidates(cu, comments, TaskKind.CommRank);
+        var cv = model.CommentVectors(comments);
+        Assert.Equal((cu[1] * cv[1, 0]).sum().item<float>() / 0.07f, cs[1, 0].item<float>(), 1e-4f);
+        Assert.Equal(-1e6f, cs[1, 1].item<float>());
+    }
+
+    [Fact]
+    public void Video_vector_is_gate_times_id_plus_adapted_title()
+    {
+        using var model = Tiny.Model();
+        var sd = model.state_dict();
+        using (no_grad()) sd["gate"].fill_(0.5f);
+        var (titles, _) = Tiny.Texts();
+        var raw = sd["photo_embedding.weight"][3] * 0.5f + titles[3].matmul(sd["llm_adapter.weight"].t());
+        var expected = raw / raw.norm();
+        Assert.True(model.VideoVectors(tensor(new long[] { 3 }))[0].allclose(expected, 1e-5, 1e-6));
+        Assert.True(model.VideoVectors()[3].allclose(expected, 1e-5, 1e-6));
+    }
+
+    [Fact]
+    public void Id_only_variant_scores_comments_from_comment_ids()
+    {
+        var config = Tiny.Config(c => c with { UseText = false, CommentIds = true });
+        using var model = Tiny.Model(config);
+        Assert.DoesNotContain("llm_adapter.weight", model.state_dict().Keys);
+        Assert.Contains("comment_embedding.weight", model.state_dict().Keys);
+        model.eval();
+        using var batch = Tiny.Batch();
+        var (user, _) = model.Encode(batch, TaskKind.CommRank);
+        Assert.True(user.isfinite().all().item<bool>());
+        var emb = model.state_dict()["comment_embedding.weight"][5];
+        Assert.True(model.CommentVectors(tensor(new long[] { 5 }))[0].allclose(emb / emb.norm(), 1e-5, 1e-6));
+    }
+
+    [Fact]
+    public void Text_only_variant_needs_no_ids()
+    {
+        using var model = Tiny.Model(Tiny.Config(c => c with { UseIds = false }));
+        model.eval();
+        using var batch = Tiny.Batch();
+        var (user, _) = model.Encode(batch, TaskKind.Rec);
+        Assert.True(user.isfinite().all().item<bool>());
+        var (titles, _) = Tiny.Texts();
+        var raw = titles[2].matmul(model.state_dict()["llm_adapter.weight"].t());
+        Assert.True(model.VideoVectors()[2].allclose(raw / raw.norm(), 1e-5, 1e-6));
+    }
+
+    [Fact]
+    public void History_longer_than_max_position_is_rejected()
+    {
+        using var model = Tiny.Model();
+        using var batch = new SrBatch
+        {
+            PhotoHistory = ones(1, 6, dtype: ScalarType.Int64), PhotoHistoryComment = zeros(1, 6, dtype: ScalarType.Int64),
+            CommentHistoryPhoto = zeros(1, 1, dtype: ScalarType.Int64), CommentHistoryComments = zeros(1, 1, 1, dtype: ScalarType.Int64),
+            Target = ones(1, dtype: ScalarType.Int64),
+        };
+        var e = Assert.Throws<ArgumentException>(() => model.Encode(batch, TaskKind.Rec));
+        Assert.Contains("MaxPosition=5", e.Message);
+    }
+
+    [Fact]
+    public void Stack_layers_all_attend_to_the_original_kv()
+    {
+        var config = Tiny.Config(c => c with { HiddenDropout = 0, AttentionDropout = 0 });
+        manual_seed(11);
+        using var stack = new TransformerStack(config, 2, "s");
+        using var l0 = new TransformerLayer(config);
+        using var l1 = new TransformerLayer(config);
+        using (no_grad())
+        {
+            foreach (var (name, t) in stack.state_dict())
+            {
+                var target = name.StartsWith("layer.0.") ? l0 : l1;
+                target.state_dict()[name[8..]].copy_(t);
+            }
+        }
+        var h = randn(2, 3, 8);
+        var kv = randn(2, 4, 8);
+        var mask = zeros(2, 1, 1, 4);
+        var expected = l1.forward(l0.forward(h, kv, mask), kv, mask);
+        Assert.True(stack.forward(h, kv, mask).allclose(expected, 1e-5, 1e-6));
+
+        var self = stack.forward(h, h, zeros(2, 1, 1, 3));
+        var reference = l1.forward(l0.forward(h, h, zeros(2, 1, 1, 3)), h, zeros(2, 1, 1, 3));
+        Assert.True(self.allclose(reference, 1e-5, 1e-6));
+        using var standard = new TransformerStack(config with { StandardStacking = true }, 2, "s");
+        standard.load_state_dict(stack.state_dict());
+        var h1 = l0.forward(h, h, zeros(2, 1, 1, 3));
+        Assert.True(standard.forward(h, h, zeros(2, 1, 1, 3)).allclose(l1.forward(h1, h1, zeros(2, 1, 1, 3)), 1e-5, 1e-6));
+    }
+}
