@@ -139,7 +139,7 @@ public static class FineTuner
                 {
                     optimizer.zero_grad();
                     using var sr = batch.ToSrBatch();
-                    var (total, taskLoss, idText) = Loss(model, sr, task, batch.CandidateTensor(), options.IdTextWeight);
+                    var (total, taskLoss, idText) = SrLoss.Compute(model, sr, task, batch.CandidateTensor(), options.IdTextWeight);
                     total.backward();
                     optimizer.step();
                     lossSum += total.item<float>();
@@ -182,28 +182,6 @@ public static class FineTuner
             if (state.StoppedEarly) break;
         }
         return Result(state, task, variant, outDir, resumedAfter);
-    }
-
-    /// <summary>The stage-2 loss: cross-entropy of the task's scores (Rec: full softmax over all videos, or sampled
-    /// with candidates; CommRank: the 20 candidates, positive first) plus the weighted id–text alignment loss.</summary>
-    internal static (Tensor Total, Tensor Task, Tensor? IdText) Loss(RecCom model, SrBatch batch, TaskKind task, Tensor? candidates, double idTextWeight)
-    {
-        var (user, idText) = model.Encode(batch, task, withIdTextLoss: model.Config.UseIds && idTextWeight > 0);
-        Tensor logits, labels;
-        if (candidates is null)
-        {
-            if (task != TaskKind.Rec) throw new ArgumentException("CommRank training needs candidates");
-            logits = model.ScoreAllVideos(user);
-            labels = batch.Target;
-        }
-        else
-        {
-            logits = model.ScoreCandidates(user, candidates, task);
-            labels = zeros(batch.Size, dtype: ScalarType.Int64);
-        }
-        var taskLoss = nn.functional.cross_entropy(logits, labels);
-        var total = idText is null ? taskLoss : taskLoss + idText * idTextWeight;
-        return (total, taskLoss, idText);
     }
 
     /// <summary>Linear warmup over the first <c>Warmup</c> fraction of the steps, then constant or linear decay to 0.</summary>

@@ -58,7 +58,7 @@ public sealed record EvalOptions
     /// <summary>CommRank: the candidate list is capped at this many comments (reference 100).</summary>
     public int MaxCommentCandidates { get; init; } = 100;
 
-    internal int[] AllKs => [.. new[] { 1, 5, 10 }.Concat(Ks).Distinct().Order()];
+    public int[] AllKs => [.. new[] { 1, 5, 10 }.Concat(Ks).Distinct().Order()];
 
     internal void Check()
     {

@@ -1,0 +1,37 @@
+using LSVCR.Data;
+using Xunit.Abstractions;
+
+namespace LSVCR.Training.Tests;
+
+/// <summary>The done-when check of the training issue: on synthetic data LSVCR (full) beats popularity and id-only on both tasks.</summary>
+public class ExperimentTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task Full_beats_popularity_and_id_only_on_both_tasks()
+    {
+        var data = SyntheticDataset.Generate(new SynthOptions { Users = 300, Seed = 7 });
+        var (photos, comments) = HashedText.Embed(data.Catalog);
+        using var dir = new TestDir();
+        var options = new ExperimentOptions
+        {
+            OutDir = dir.Path,
+            Variants = [Variants.Full, Variants.IdOnly, Variants.Popularity],
+            Training = new TrainOptions { Epochs = 6, BatchSize = 128, Patience = 3, Seed = 1 },
+        };
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var report = await ExperimentRunner.RunAsync(data, photos, comments, options);
+        output.WriteLine($"{clock.Elapsed.TotalSeconds:F1} s");
+        output.WriteLine(report.ToMarkdown());
+
+        foreach (var (task, protocol) in new[] { (TaskKind.Rec, Protocols.Sampled), (TaskKind.Rec, Protocols.Full), (TaskKind.CommRank, Protocols.VideoComments) })
+        {
+            double full = report.Get(task, Variants.Full, protocol)["ndcg@10"];
+            double pop = report.Get(task, Variants.Popularity, protocol)["ndcg@10"];
+            double ids = report.Get(task, Variants.IdOnly, protocol)["ndcg@10"];
+            Assert.True(full > pop + 0.02, $"{task}/{protocol}: full {full:F4} vs popularity {pop:F4}");
+            Assert.True(full > ids + 0.02, $"{task}/{protocol}: full {full:F4} vs id-only {ids:F4}");
+        }
+        Assert.True(File.Exists(Path.Combine(dir.Path, ExperimentRunner.ReportMarkdown)));
+        Assert.True(File.Exists(Path.Combine(dir.Path, ExperimentRunner.ReportJson)));
+    }
+}
