@@ -4,6 +4,7 @@ using Xunit.Abstractions;
 namespace LSVCR.Training.Tests;
 
 /// <summary>The done-when check of the training issue: on synthetic data LSVCR (full) beats popularity and id-only on both tasks.</summary>
+[Collection(TorchCollection.Name)]
 public class ExperimentTests(ITestOutputHelper output)
 {
     [Fact]
