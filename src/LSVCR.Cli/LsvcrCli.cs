@@ -20,6 +20,7 @@ public static class LsvcrCli
         foreach (var c in DataCommands.Bench()) bench.Subcommands.Add(c);
         foreach (var c in EmbedCommands.Bench()) bench.Subcommands.Add(c);
         foreach (var c in TrainingCommands.Bench()) bench.Subcommands.Add(c);
+        foreach (var c in ModelCommands.Bench()) bench.Subcommands.Add(c);
         root.Subcommands.Add(bench);
         return root;
     }

@@ -173,25 +173,25 @@ public sealed class RecCom : nn.Module
         var inP = Input(pId, xp, pposition_embedding, lp, pIds, photo_layernorm);
         var inC = Input(cId, xc, cposition_embedding, lc, cIds, comment_layernorm);
 
-        // Steps 4-6.
+        // Steps 4-6 (mixing from the un-mixed Hp, Hc).
         var causalP = Masks.Causal(pIds);
         var causalC = Masks.Causal(cIds);
         var bidirP = Masks.Bidirectional(pIds);
         var bidirC = Masks.Bidirectional(cIds);
         var hp = phis_encoder.forward(inP, inP, causalP);
         var hc = chis_encoder.forward(inC, inC, causalC);
-        var mp = phis_mix_layer.forward(hp, hc, bidirC);
-        var mc = chis_mix_layer.forward(hc, hp, bidirP);
-
-        // Step 7: heads.
+        // Step 7: heads. Each task reads one side of the mixing, so only that side is computed (the other would
+        // not reach the output: Rec uses Mp only, CommRank Mc only).
         Tensor user;
         if (task == TaskKind.Rec)
         {
+            var mp = phis_mix_layer.forward(hp, hc, bidirC);
             var hpFinal = p_linear.forward(cat([hp, mp], -1));
             user = rec_att.forward(hpFinal, bidirP.view(bidirP.shape[0], -1));
         }
         else
         {
+            var mc = chis_mix_layer.forward(hc, hp, bidirP);
             var hcFinal = c_linear.forward(cat([hc, mc], -1));
             var q = QueryOrCandidate(batch.Target, titleTable);
             user = comm_rank_att.forward(q.unsqueeze(1), hcFinal, bidirC).squeeze(1);

@@ -227,4 +227,23 @@ public class RecComTests
         var h1 = l0.forward(h, h, zeros(2, 1, 1, 3));
         Assert.True(standard.forward(h, h, zeros(2, 1, 1, 3)).allclose(l1.forward(h1, h1, zeros(2, 1, 1, 3)), 1e-5, 1e-6));
     }
+
+    [Fact]
+    public void Attention_matches_the_reference_formula_fused_or_not()
+    {
+        var config = Tiny.Config(c => c with { HiddenDropout = 0, AttentionDropout = 0 });
+        manual_seed(13);
+        using var mha = new MultiHeadAttention(config);
+        var sd = mha.state_dict();
+        var x = randn(2, 3, 8);
+        using var ids = tensor(new long[,] { { 5, 6, 0 }, { 1, 0, 0 } });
+        var mask = Masks.Causal(ids);
+        Tensor Proj(string n, Tensor t) => t.matmul(sd[n + ".weight"].t()).add(sd[n + ".bias"]);
+        Tensor Heads(Tensor t) => t.view(2, 3, 2, 4).transpose(1, 2);
+        var probs = Heads(Proj("query", x)).matmul(Heads(Proj("key", x)).transpose(2, 3)).div(2.0).add(mask).softmax(-1);
+        var ctx = probs.matmul(Heads(Proj("value", x))).transpose(1, 2).reshape(2, 3, 8);
+        var expected = nn.functional.layer_norm(Proj("out_linear", ctx).add(x), [8], sd["LayerNorm.weight"], sd["LayerNorm.bias"], 1e-8);
+        Assert.True(mha.forward(x, x, mask).allclose(expected, 1e-5, 1e-5));          // fused q/k/v path
+        Assert.True(mha.forward(x, x.alias(), mask).allclose(expected, 1e-5, 1e-5));  // separate projections
+    }
 }

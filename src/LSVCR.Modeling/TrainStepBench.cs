@@ -1,0 +1,110 @@
+using System.Diagnostics;
+using LSVCR.Data;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LSVCR.Modeling;
+
+/// <summary>Options of <see cref="TrainStepBench"/>; defaults are the reference's Rec fine-tuning step.</summary>
+public sealed record TrainBenchOptions
+{
+    public int Batch { get; init; } = 512;
+    public int History { get; init; } = 50;
+    public int Videos { get; init; } = 20_000;
+    /// <summary>Comments in the synthetic catalogue per video.</summary>
+    public int CommentsPerVideo { get; init; } = 3;
+    /// <summary>Interacted comments per comment-history entry (0-padded).</summary>
+    public int CommentsPerEntry { get; init; } = 3;
+    /// <summary>E, the text-embedding width.</summary>
+    public int TextDim { get; init; } = 256;
+    public int Hidden { get; init; } = 64;
+    public double IdTextWeight { get; init; } = 0.1;
+    public int Steps { get; init; } = 10;
+    public int Warmup { get; init; } = 2;
+    public int Threads { get; init; } = 2;
+    public int Seed { get; init; } = 1;
+}
+
+/// <summary>Measured figures of one bench run.</summary>
+public sealed record TrainBenchResult(int Steps, int Batch, double Seconds, double SamplesPerSecond, double FirstLoss,
+    double LastLoss, IReadOnlyDictionary<string, double> PhaseSeconds);
+
+/// <summary>
+/// Throughput of one Rec training step as fine-tuning runs it: random synthetic batch and text tables, full softmax
+/// over all videos, id–text loss, AdamW (lr 1e-3, wd 1e-5). Not a test: timings go to <c>lsvcr bench train</c>.
+/// </summary>
+public static class TrainStepBench
+{
+    public static TrainBenchResult Run(TrainBenchOptions o, IProgress<JobProgress>? progress = null, CancellationToken ct = default)
+    {
+        if (o.Batch < 1 || o.History < 1 || o.Videos < 2 || o.Steps < 1 || o.Warmup < 0 || o.Threads < 1)
+            throw new ArgumentException("bench train: batch, history, steps, threads ≥ 1, videos ≥ 2, warmup ≥ 0.");
+        torch.set_num_threads(o.Threads);
+        manual_seed(o.Seed);
+        var config = new RecComConfig
+        {
+            PhotoCount = o.Videos + 1, CommentCount = o.Videos * o.CommentsPerVideo + 1, TextDim = o.TextDim,
+            Hidden = o.Hidden, MaxPosition = Math.Max(50, o.History),
+        };
+        using var photoText = randn(config.PhotoCount, o.TextDim);
+        using var commentText = randn(config.CommentCount, o.TextDim);
+        using var model = new RecCom(config, photoText, commentText);
+        model.train();
+        using var optimizer = optim.AdamW(model.parameters(), lr: 1e-3, weight_decay: 1e-5);
+        var batches = Enumerable.Range(0, 4).Select(_ => RandomBatch(o, config)).ToArray();
+        var phases = new Dictionary<string, double> { ["forward"] = 0, ["backward"] = 0, ["optimizer"] = 0 };
+        double first = double.NaN, last = double.NaN;
+        var total = o.Warmup + o.Steps;
+        var clock = new Stopwatch();
+        var phase = new Stopwatch();
+        try
+        {
+            for (var step = 0; step < total; step++)
+            {
+                ct.ThrowIfCancellationRequested();
+                if (step == o.Warmup) clock.Start();
+                var measured = step >= o.Warmup;
+                using var scope = NewDisposeScope();
+                phase.Restart();
+                optimizer.zero_grad();
+                var (loss, _, _) = SrLoss.Compute(model, batches[step % batches.Length], TaskKind.Rec, null, o.IdTextWeight);
+                if (measured) phases["forward"] += phase.Elapsed.TotalSeconds;
+                phase.Restart();
+                loss.backward();
+                if (measured) phases["backward"] += phase.Elapsed.TotalSeconds;
+                phase.Restart();
+                optimizer.step();
+                if (measured) phases["optimizer"] += phase.Elapsed.TotalSeconds;
+                last = loss.item<float>();
+                if (step == 0) first = last;
+                progress?.Report(new JobProgress(step < o.Warmup ? "warmup" : "train steps",
+                    step < o.Warmup ? step + 1 : step + 1 - o.Warmup, step < o.Warmup ? o.Warmup : o.Steps, $"loss {last:F3}"));
+            }
+        }
+        finally
+        {
+            foreach (var b in batches) b.Dispose();
+        }
+        clock.Stop();
+        var seconds = clock.Elapsed.TotalSeconds;
+        return new TrainBenchResult(o.Steps, o.Batch, seconds, o.Steps * (double)o.Batch / seconds, first, last, phases);
+    }
+
+    /// <summary>Full-length histories of random videos; comment entries with 1..K random comments.</summary>
+    public static SrBatch RandomBatch(TrainBenchOptions o, RecComConfig c)
+    {
+        using var scope = NewDisposeScope();
+        var (b, l, k) = (o.Batch, o.History, o.CommentsPerEntry);
+        var comments = randint(1, c.CommentCount, [b, l, k]);
+        var keep = arange(k).unsqueeze(0).unsqueeze(0).lt(randint(1, k + 1, [b, l, 1]));
+        var batch = new SrBatch
+        {
+            PhotoHistory = randint(1, c.PhotoCount, [b, l]).MoveToOuterDisposeScope(),
+            PhotoHistoryComment = randint(0, c.CommentCount, [b, l]).MoveToOuterDisposeScope(),
+            CommentHistoryPhoto = randint(1, c.PhotoCount, [b, l]).MoveToOuterDisposeScope(),
+            CommentHistoryComments = comments.mul(keep).MoveToOuterDisposeScope(),
+            Target = randint(1, c.PhotoCount, [b]).MoveToOuterDisposeScope(),
+        };
+        return batch;
+    }
+}
