@@ -104,13 +104,19 @@ public static class FineTuner
 
         torch.manual_seed(options.Seed);
         using var model = ModelStore.Create(config, photoEmbs, commentEmbs);
-        if (options.Init is not null && state.CompletedEpochs == 0) InitFrom(model, options.Init);
+        if (options.Init is not null && state.CompletedEpochs == 0)
+        {
+            var report = ModelStore.LoadWeights(model, Directory.Exists(options.Init) ? ModelStore.Locate(options.Init) : options.Init, exact: false);
+            progress?.Report(new($"init {name}", 1, 1, $"{report.Loaded} tensors from {options.Init}" +
+                (report.FreshInitialised.Count > 0 ? $"; fresh: {string.Join(", ", report.FreshInitialised)}" : "") +
+                (report.Missing.Count > 0 ? $"; missing: {string.Join(", ", report.Missing)}" : "")));
+        }
         var parameters = model.parameters().Where(p => p.requires_grad).ToList();
         using var optimizer = torch.optim.AdamW(parameters, options.Lr, weight_decay: options.WeightDecay);
         if (state.CompletedEpochs > 0)
         {
             var last = Path.Combine(outDir, LastDir);
-            ModelStore.LoadWeights(model, Path.Combine(last, ModelStore.WeightsFile));
+            ModelStore.LoadWeights(model, last, exact: true);
             optimizer.load_state_dict(Path.Combine(last, OptimizerFile));
         }
 
@@ -195,12 +201,6 @@ public static class FineTuner
     }
 
     internal static int Mix(int seed, int epoch) => unchecked(seed * 1_000_003 + epoch * 7_919 + 104_729);
-
-    private static void InitFrom(RecCom model, string path)
-    {
-        var dir = ModelStore.Locate(path);
-        ModelStore.LoadWeights(model, Path.Combine(dir, ModelStore.WeightsFile));
-    }
 
     private static TrainResult Result(RunState s, TaskKind task, string variant, string outDir, int resumedAfter) => new()
     {

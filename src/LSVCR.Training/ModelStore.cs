@@ -1,4 +1,4 @@
-using System.Text.Json;
+using System.Text.Json.Nodes;
 using LSVCR.Data;
 using LSVCR.Modeling;
 using static TorchSharp.torch;
@@ -18,14 +18,14 @@ public sealed record ModelInfo
 }
 
 /// <summary>
-/// A model folder: <c>model.bin</c> (TorchSharp state dict of the parameters) and <c>model.json</c> (<see cref="ModelInfo"/>).
-/// Item text embeddings are not stored: they are the embeddings artifacts, given again at load time.
-/// Folders are written under a temporary name and renamed, so a kill never leaves a half-written model behind.
+/// Fine-tuned model folders in the model library's checkpoint format (<see cref="Checkpoint"/>: <c>model.safetensors</c>
+/// with reference parameter names + <c>config.json</c>), with the run's task, variant, epoch and validation score in
+/// its metadata, so serving loads them with <see cref="Checkpoint.Load"/> as well. Item text embeddings are not stored:
+/// they are the embeddings artifacts, given again at load time. Folders are written under a temporary name and
+/// swapped in, so a kill never leaves a half-written model behind.
 /// </summary>
 public static class ModelStore
 {
-    public const string WeightsFile = "model.bin", InfoFile = "model.json";
-
     public static void Save(RecCom model, ModelInfo info, string dir, Action<string>? extra = null)
     {
         var full = Path.GetFullPath(dir);
@@ -33,9 +33,11 @@ public static class ModelStore
         Directory.CreateDirectory(parent);
         var tmp = Path.Combine(parent, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
         if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
-        Directory.CreateDirectory(tmp);
-        model.save(Path.Combine(tmp, WeightsFile));
-        File.WriteAllText(Path.Combine(tmp, InfoFile), JsonSerializer.Serialize(info, Json.Indented));
+        Checkpoint.Save(model, tmp, new JsonObject
+        {
+            ["task"] = info.Task, ["variant"] = info.Variant, ["epoch"] = info.Epoch,
+            ["val_ndcg@5"] = double.IsFinite(info.ValNdcg5) ? info.ValNdcg5 : null, ["saved_at"] = info.SavedAt.ToString("O"),
+        });
         extra?.Invoke(tmp);
         Replace(tmp, full);
     }
@@ -55,22 +57,24 @@ public static class ModelStore
     public static string Locate(string dir)
     {
         foreach (var candidate in new[] { dir, Path.Combine(dir, "best"), dir + ".old" })
-            if (File.Exists(Path.Combine(candidate, InfoFile)) && File.Exists(Path.Combine(candidate, WeightsFile)))
+            if (File.Exists(Path.Combine(candidate, Checkpoint.ConfigFile)) && File.Exists(Path.Combine(candidate, Checkpoint.WeightsFile)))
                 return candidate;
-        throw new LsvcrException($"{dir}: no model found (expected {InfoFile} and {WeightsFile} in it or in {Path.Combine(dir, "best")})");
+        throw new LsvcrException($"{dir}: no model found (expected {Checkpoint.ConfigFile} and {Checkpoint.WeightsFile} in it or in {Path.Combine(dir, "best")})");
     }
 
     public static ModelInfo ReadInfo(string dir)
     {
-        var path = Path.Combine(dir, InfoFile);
-        try
+        var info = Checkpoint.ReadInfo(dir);
+        var m = info.Metadata;
+        string where = Path.Combine(dir, Checkpoint.ConfigFile);
+        return new ModelInfo
         {
-            return JsonSerializer.Deserialize<ModelInfo>(File.ReadAllText(path)) ?? throw new LsvcrException($"{path}: empty");
-        }
-        catch (JsonException e)
-        {
-            throw new LsvcrException($"{path}: not a model description ({e.Message})");
-        }
+            Task = (string?)m["task"] ?? throw new LsvcrException($"{where}: metadata.task is missing (not a fine-tuned model?)"),
+            Variant = (string?)m["variant"] ?? Variants.Full,
+            Config = info.Config,
+            Epoch = (int?)m["epoch"] ?? 0,
+            ValNdcg5 = (double?)m["val_ndcg@5"] ?? double.NaN,
+        };
     }
 
     /// <summary>Rebuilds the model of <paramref name="dir"/> (see <see cref="Locate"/>) over the given text embeddings.</summary>
@@ -84,7 +88,7 @@ public static class ModelStore
                 $"{dir}: the model was trained for {config.PhotoCount} videos / {config.CommentCount} comments with {config.TextDim}-d texts, " +
                 $"but the embeddings hold {photoEmbs.Rows}×{photoEmbs.Cols} / {commentEmbs.Rows}×{commentEmbs.Cols}");
         var model = Create(config, photoEmbs, commentEmbs);
-        LoadWeights(model, Path.Combine(dir, WeightsFile));
+        LoadWeights(model, dir, exact: true);
         return (model, info);
     }
 
@@ -95,15 +99,14 @@ public static class ModelStore
         return new RecCom(config, p, c);
     }
 
-    internal static void LoadWeights(RecCom model, string path)
+    /// <summary>Loads weights from a checkpoint folder or a reference state-dict file. <paramref name="exact"/>: every
+    /// parameter must match (resume, evaluation); otherwise stage-1 files may leave stage-2 weights fresh.</summary>
+    internal static LoadReport LoadWeights(RecCom model, string path, bool exact)
     {
-        try
-        {
-            model.load(path, strict: true);
-        }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException)
-        {
-            throw new LsvcrException($"{path}: cannot load the weights into the model ({e.Message})");
-        }
+        var report = Checkpoint.LoadWeights(model, path);
+        if (exact && !report.IsExact)
+            throw new LsvcrException($"{path}: the checkpoint does not match the model (missing: {string.Join(", ", report.Missing)}; " +
+                                     $"unexpected: {string.Join(", ", report.Unexpected)}; resized: {string.Join(", ", report.ShapeMismatches)})");
+        return report;
     }
 }

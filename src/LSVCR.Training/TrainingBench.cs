@@ -13,7 +13,7 @@ public sealed record TrainingBenchResult(int Batches, int BatchSize, double Asse
     public double Headroom => AssemblySamplesPerSecond / TrainSamplesPerSecond;
 }
 
-/// <summary>Backs <c>lsvcr bench train</c>: measurements, never assertions.</summary>
+/// <summary>Backs <c>lsvcr bench fine-tune</c>: measurements, never assertions.</summary>
 public static class TrainingBench
 {
     public static TrainingBenchResult Measure(LsvcrDataset data, FloatMatrix photoEmbs, FloatMatrix commentEmbs, TaskKind task, string variant,

@@ -181,7 +181,7 @@ public static class TrainingCommands
         var variant = new Option<string>("--variant") { Description = "Model variant.", DefaultValueFactory = _ => Variants.Full };
         var batch = new Option<int>("--batch") { Description = "Examples per batch.", DefaultValueFactory = _ => new TrainOptions().BatchSize };
         var batches = new Option<int>("--batches") { Description = "Batches to time.", DefaultValueFactory = _ => 20 };
-        var command = new Command("train", "Time batch assembly alone and full training steps (samples/s); shows whether data feeding keeps up with the model.")
+        var command = new Command("fine-tune", "Time batch assembly alone and full training steps (samples/s); shows whether data feeding keeps up with the model.")
         {
             task, data, embeddings, variant, batch, batches,
         };
