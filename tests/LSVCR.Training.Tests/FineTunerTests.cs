@@ -89,3 +89,35 @@ public class FineTunerTests
         Assert.Contains($"3 rows but the catalogue has {Data.Catalog.PhotoCount} videos", e.Message);
     }
 }
+
+[Collection(TorchCollection.Name)]
+public class ExperimentRerunTests
+{
+    [Fact]
+    public async Task Rerunning_an_experiment_reuses_finished_runs_and_writes_both_reports()
+    {
+        var data = SyntheticDataset.Generate(new SynthOptions { Users = 30, Seed = 4, Topics = 4, MinLikes = 5, MaxLikes = 7, Videos = 64 });
+        var (photos, comments) = HashedText.Embed(data.Catalog, 16);
+        using var dir = new TestDir();
+        var options = new ExperimentOptions
+        {
+            OutDir = dir.Path, Variants = [Variants.NoComments, Variants.Popularity], Tasks = [TaskKind.CommRank],
+            Training = new TrainOptions { Epochs = 1, BatchSize = 64, Seed = 2 },
+        };
+        var first = await ExperimentRunner.RunAsync(data, photos, comments, options);
+        var metricsFile = Path.Combine(dir.Path, "commrank", Variants.NoComments, ExperimentRunner.TestMetricsFile);
+        var stamp = File.GetLastWriteTimeUtc(metricsFile);
+        var stages = new List<string>();
+        var second = await ExperimentRunner.RunAsync(data, photos, comments, options, new SyncProgress(p => stages.Add(p.Stage)));
+
+        Assert.Equal(first.ToJson(), second.ToJson());
+        Assert.Equal(stamp, File.GetLastWriteTimeUtc(metricsFile));            // test metrics reused, not recomputed
+        Assert.DoesNotContain(stages, s => s.Contains("epoch", StringComparison.Ordinal));   // nothing retrained
+        Assert.Equal(["no-comments", "popularity"], second.Rows.Select(r => r.Variant));
+        var md = File.ReadAllText(Path.Combine(dir.Path, ExperimentRunner.ReportMarkdown));
+        Assert.Contains("## commrank — video-comments", md);
+        Assert.Contains("- **no-comments**: Full model, but every comment history is emptied", md);
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.Path, ExperimentRunner.ReportJson)));
+        Assert.Equal(2, json.RootElement.GetProperty("rows").GetArrayLength());
+    }
+}
