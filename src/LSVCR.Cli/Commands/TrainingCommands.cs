@@ -65,7 +65,7 @@ public static class TrainingCommands
         var output = new Option<string>("--out") { Description = "Run folder: best/ (best validation checkpoint), last/ (resume state), history.json. Rerunning the same command resumes.", Required = true };
         var variant = new Option<string>("--variant") { Description = "Model variant.", DefaultValueFactory = _ => Variants.Full }
             .AcceptOnlyFromAmong(Variants.Full, Variants.IdOnly, Variants.TextOnly, Variants.NoComments);
-        var init = new Option<string?>("--init") { Description = "Checkpoint folder to initialise from (e.g. a stage-1 model)." };
+        var init = new Option<string?>("--init") { Description = "Weights to start from: a checkpoint folder (e.g. a previous run) or a reference state dict (.pt/.bin/.safetensors, e.g. stage 1)." };
         var opts = TrainingOptionSet.Create(new TrainOptions().Epochs);
         var command = new Command("train", "Stage-2 fine-tuning of the SR model on one task: AdamW, per-epoch validation ndcg@5, early stopping, best and resumable last checkpoints.")
         {
