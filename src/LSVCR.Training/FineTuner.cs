@@ -102,6 +102,7 @@ public static class FineTuner
             return Result(state, task, variant, outDir, resumedAfter);
         }
 
+        if (options.Threads is int threads) torch.set_num_threads(threads);
         torch.manual_seed(options.Seed);
         using var model = ModelStore.Create(config, photoEmbs, commentEmbs);
         if (options.Init is not null && state.CompletedEpochs == 0)

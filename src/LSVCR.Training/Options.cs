@@ -22,6 +22,9 @@ public sealed record TrainOptions
     public int Seed { get; init; } = 42;
     /// <summary>Stage-1 (or any RecCom) checkpoint to start from; null = fresh N(0, 0.02) initialisation.</summary>
     public string? Init { get; init; }
+    /// <summary>libtorch intra-op threads for the run (null = libtorch's default, one per core). A process-wide setting;
+    /// on small shared machines 1 is often fastest (oversubscribed OpenMP threads spin).</summary>
+    public int? Threads { get; init; }
     /// <summary>Batches assembled ahead of the model on the background thread.</summary>
     public int Prefetch { get; init; } = 3;
     /// <summary>Model hyper-parameters other than the catalogue sizes / text width / variant switches (null = reference defaults).</summary>
@@ -41,6 +44,7 @@ public sealed record TrainOptions
         Require(Patience >= 1, $"--patience must be at least 1 (got {Patience})");
         Require(IdTextWeight >= 0, $"--id-text-weight must be ≥ 0 (got {IdTextWeight})");
         Require(Negatives is null or >= 1, $"--negatives must be at least 1 (got {Negatives})");
+        Require(Threads is null or >= 1, $"--threads must be at least 1 (got {Threads})");
         Require(Prefetch >= 1, $"prefetch must be at least 1 (got {Prefetch})");
     }
 }
