@@ -59,11 +59,20 @@ internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Ten
             kh = key.forward(kv).view(b, lk, _heads, dh).transpose(1, 2);
             vh = value.forward(kv).view(b, lk, _heads, dh).transpose(1, 2);
         }
-        // libtorch's fused kernel: same math as softmax(QKᵀ/√dh + mask)·V with dropout on the probabilities,
-        // without materialising the probabilities for backward.
-        var ctx = F.scaled_dot_product_attention(qh, kh, vh, mask, training ? _attentionDropout : 0.0);
+        Tensor ctx;
+        if (training && _attentionDropout > 0)
+        {
+            // softmax(QKᵀ/√dh + mask), dropout on the probabilities, ·V. Written out because libtorch's fused
+            // kernel falls back to this math path with dropout anyway, and here the dropout draw is the cheap one.
+            var probs = qh.matmul(kh.transpose(-2, -1)).mul_(1.0 / Math.Sqrt(dh)).add_(mask).softmax(-1);
+            ctx = Dropout.Apply(probs, _attentionDropout, true).matmul(vh);
+        }
+        else
+        {
+            ctx = F.scaled_dot_product_attention(qh, kh, vh, mask); // fused kernel, same math without dropout
+        }
         ctx = ctx.transpose(1, 2).reshape(b, lq, d);
-        var h = F.dropout(out_linear.forward(ctx), _hiddenDropout, training);
+        var h = Dropout.Apply(out_linear.forward(ctx), _hiddenDropout, training);
         return LayerNorm.forward(h.add_(q)).MoveToOuterDisposeScope();
     }
 }
@@ -91,7 +100,7 @@ internal sealed class FeedForward : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var h = F.gelu(linear_1.forward(x)); // erf form, as the reference
-        h = F.dropout(linear_2.forward(h), _dropout, training);
+        h = Dropout.Apply(linear_2.forward(h), _dropout, training);
         return LayerNorm.forward(h.add_(x)).MoveToOuterDisposeScope();
     }
 }
@@ -158,7 +167,7 @@ internal sealed class AdditiveAttention : nn.Module<Tensor, Tensor, Tensor>
     {
         attn = nn.Sequential(
             nn.Linear(c.Hidden, 2 * c.Hidden),
-            nn.Dropout(c.HiddenDropout),
+            new DropoutModule(c.HiddenDropout),
             nn.LayerNorm(2 * c.Hidden, c.LayerNormEps),
             nn.GELU(),
             nn.Linear(2 * c.Hidden, 1));
@@ -197,4 +206,10 @@ internal static class Masks
         var visible = ids.ne(0).unsqueeze(1).unsqueeze(2).logical_and(lower);
         return visible.to(ScalarType.Float32).sub_(1f).mul_(-Hidden).MoveToOuterDisposeScope();
     }
+}
+
+/// <summary><see cref="Dropout"/> as a parameterless module, for the rec_att Sequential (index 1).</summary>
+internal sealed class DropoutModule(double p) : nn.Module<Tensor, Tensor>("Dropout")
+{
+    public override Tensor forward(Tensor x) => Dropout.Apply(x, p, training);
 }

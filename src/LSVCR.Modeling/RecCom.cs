@@ -219,7 +219,7 @@ public sealed class RecCom : nn.Module
         var pos = position.weight!.narrow(0, 0, length).unsqueeze(0);
         Tensor sum = x is null ? pos.expand(ids.shape[0], length, Config.Hidden) : x.add(pos);
         if (id is not null) sum = id.mul(gate!).add(sum);
-        return F.dropout(norm.forward(sum), Config.HiddenDropout, training);
+        return Dropout.Apply(norm.forward(sum), Config.HiddenDropout, training);
     }
 
     /// <summary>Zero-length histories become one pad column so attention has a (fully masked, finite) key.</summary>

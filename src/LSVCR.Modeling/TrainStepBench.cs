@@ -23,11 +23,18 @@ public sealed record TrainBenchOptions
     public int Warmup { get; init; } = 2;
     public int Threads { get; init; } = 2;
     public int Seed { get; init; } = 1;
+    /// <summary>Apply <see cref="CpuAllocator.KeepFreedMemory"/> first (process-wide), as fine-tuning should.</summary>
+    public bool KeepFreedMemory { get; init; } = true;
 }
 
 /// <summary>Measured figures of one bench run.</summary>
+/// <param name="CpuSeconds">Process CPU time over the measured steps: on a shared machine wall time includes waiting for
+/// other processes, CPU time does not (samples per CPU-second × threads bounds the idle-machine throughput).</param>
 public sealed record TrainBenchResult(int Steps, int Batch, double Seconds, double SamplesPerSecond, double FirstLoss,
-    double LastLoss, IReadOnlyDictionary<string, double> PhaseSeconds);
+    double LastLoss, IReadOnlyDictionary<string, double> PhaseSeconds, double CpuSeconds)
+{
+    public double SamplesPerCpuSecond => Steps * (double)Batch / CpuSeconds;
+}
 
 /// <summary>
 /// Throughput of one Rec training step as fine-tuning runs it: random synthetic batch and text tables, full softmax
@@ -40,6 +47,7 @@ public static class TrainStepBench
         if (o.Batch < 1 || o.History < 1 || o.Videos < 2 || o.Steps < 1 || o.Warmup < 0 || o.Threads < 1)
             throw new ArgumentException("bench train: batch, history, steps, threads ≥ 1, videos ≥ 2, warmup ≥ 0.");
         torch.set_num_threads(o.Threads);
+        if (o.KeepFreedMemory) CpuAllocator.KeepFreedMemory();
         manual_seed(o.Seed);
         var config = new RecComConfig
         {
@@ -57,12 +65,19 @@ public static class TrainStepBench
         var total = o.Warmup + o.Steps;
         var clock = new Stopwatch();
         var phase = new Stopwatch();
+        using var process = Process.GetCurrentProcess();
+        var cpuStart = TimeSpan.Zero;
         try
         {
             for (var step = 0; step < total; step++)
             {
                 ct.ThrowIfCancellationRequested();
-                if (step == o.Warmup) clock.Start();
+                if (step == o.Warmup)
+                {
+                    process.Refresh();
+                    cpuStart = process.TotalProcessorTime;
+                    clock.Start();
+                }
                 var measured = step >= o.Warmup;
                 using var scope = NewDisposeScope();
                 phase.Restart();
@@ -86,8 +101,10 @@ public static class TrainStepBench
             foreach (var b in batches) b.Dispose();
         }
         clock.Stop();
+        process.Refresh();
+        var cpu = (process.TotalProcessorTime - cpuStart).TotalSeconds;
         var seconds = clock.Elapsed.TotalSeconds;
-        return new TrainBenchResult(o.Steps, o.Batch, seconds, o.Steps * (double)o.Batch / seconds, first, last, phases);
+        return new TrainBenchResult(o.Steps, o.Batch, seconds, o.Steps * (double)o.Batch / seconds, first, last, phases, cpu);
     }
 
     /// <summary>Full-length histories of random videos; comment entries with 1..K random comments.</summary>

@@ -193,4 +193,20 @@ public class LossTests
         }
         Assert.True(last < first * 0.5, $"loss {first} → {last}");
     }
+
+    [Fact]
+    public void Dropout_drops_the_configured_fraction_scales_the_rest_and_is_identity_in_eval()
+    {
+        manual_seed(17);
+        using var x = ones(400_000);
+        using var y = Dropout.Apply(x, 0.3, training: true);
+        var values = y.data<float>().ToArray();
+        Assert.All(values.Distinct(), v => Assert.True(v == 0f || Math.Abs(v - 1 / 0.7f) < 1e-6, $"{v}"));
+        var dropped = values.Count(v => v == 0) / (double)values.Length;
+        Assert.InRange(dropped, 0.3 - 0.003, 0.3 + 0.003); // ±4 standard deviations
+        Assert.Equal(1.0, values.Average(), 0.01);          // inverted dropout keeps the mean
+        using var e = Dropout.Apply(x, 0.3, training: false);
+        Assert.True(e.allclose(x, 0, 0));
+        Assert.Equal(0f, Dropout.Apply(x, 1.0, true).abs().sum().item<float>());
+    }
 }
