@@ -10,18 +10,18 @@ public class ExperimentTests(ITestOutputHelper output)
     [Fact]
     public async Task Full_beats_popularity_and_id_only_on_both_tasks()
     {
-        // Small enough for the ~60 s budget on a busy 2-core machine; more videos than users' likes can cover, so ids are
+        // Small enough for the ~60 s budget on a busy 2-core machine; far more videos than users' likes can cover, so ids are
         // sparse and the item texts have to carry the topic signal (as with real catalogues). Every liked video gets a
         // comment entry (CommentRate 1): with the default 0.5 the comment histories are too short for CommRank to learn
         // the users' comment styles within this budget and no trained variant beats popularity.
-        var data = SyntheticDataset.Generate(new SynthOptions { Users = 200, Videos = 400, Topics = 8, MinLikes = 8, MaxLikes = 16, CommentRate = 1.0, Seed = 7 });
+        var data = SyntheticDataset.Generate(new SynthOptions { Users = 200, Videos = 800, Topics = 8, MinLikes = 8, MaxLikes = 16, CommentRate = 1.0, Seed = 7 });
         var (photos, comments) = HashedText.Embed(data.Catalog);
         using var dir = new TestDir();
         var options = new ExperimentOptions
         {
             OutDir = dir.Path,
             Variants = [Variants.Full, Variants.IdOnly, Variants.Popularity],
-            Training = new TrainOptions { Epochs = 4, BatchSize = 32, Patience = 4, Seed = 1 },
+            Training = new TrainOptions { Epochs = 6, BatchSize = 32, Patience = 6, Seed = 1 },
         };
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var report = await ExperimentRunner.RunAsync(data, photos, comments, options);
