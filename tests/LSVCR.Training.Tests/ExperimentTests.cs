@@ -14,16 +14,20 @@ public class ExperimentTests(ITestOutputHelper output)
         // sparse and the item texts have to carry the topic signal (as with real catalogues). Every liked video gets a
         // comment entry (CommentRate 1): with the default 0.5 the comment histories are too short for CommRank to learn
         // the users' comment styles within this budget and no trained variant beats popularity.
-        var data = SyntheticDataset.Generate(new SynthOptions { Users = 200, Videos = 800, Topics = 8, MinLikes = 8, MaxLikes = 16, CommentRate = 1.0, Seed = 7 });
-        var (photos, comments) = HashedText.Embed(data.Catalog);
+        var data = SyntheticDataset.Generate(new SynthOptions { Users = 300, Videos = 800, Topics = 8, MinLikes = 8, MaxLikes = 16, CommentRate = 1.0, Seed = 7 });
         using var dir = new TestDir();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var embeddings = Path.Combine(dir.Path, "embeddings");
+        await LSVCR.Embeddings.EmbeddingJob.RunAsync(data.Catalog, embeddings, new LSVCR.Embeddings.EmbedOptions());
+        var photos = Npy.Read(Path.Combine(embeddings, LSVCR.Embeddings.EmbeddingManifest.PhotoFile));
+        var comments = Npy.Read(Path.Combine(embeddings, LSVCR.Embeddings.EmbeddingManifest.CommentFile));
+        output.WriteLine($"embeddings {clock.Elapsed.TotalSeconds:F1} s");
         var options = new ExperimentOptions
         {
-            OutDir = dir.Path,
+            OutDir = Path.Combine(dir.Path, "experiment"),
             Variants = [Variants.Full, Variants.IdOnly, Variants.Popularity],
             Training = new TrainOptions { Epochs = 6, BatchSize = 32, Patience = 6, Seed = 1 },
         };
-        var clock = System.Diagnostics.Stopwatch.StartNew();
         var report = await ExperimentRunner.RunAsync(data, photos, comments, options);
         output.WriteLine($"{clock.Elapsed.TotalSeconds:F1} s");
         output.WriteLine(report.ToMarkdown());
@@ -38,7 +42,7 @@ public class ExperimentTests(ITestOutputHelper output)
             Assert.True(full > pop + 0.02, $"{task}/{protocol}: full {full:F4} vs popularity {pop:F4}");
             Assert.True(full > ids + 0.02, $"{task}/{protocol}: full {full:F4} vs id-only {ids:F4}");
         }
-        Assert.True(File.Exists(Path.Combine(dir.Path, ExperimentRunner.ReportMarkdown)));
-        Assert.True(File.Exists(Path.Combine(dir.Path, ExperimentRunner.ReportJson)));
+        Assert.True(File.Exists(Path.Combine(options.OutDir, ExperimentRunner.ReportMarkdown)));
+        Assert.True(File.Exists(Path.Combine(options.OutDir, ExperimentRunner.ReportJson)));
     }
 }
