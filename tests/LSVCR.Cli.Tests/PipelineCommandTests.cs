@@ -9,7 +9,7 @@ public class PipelineCommandTests
     public async Task Pipeline_runs_end_to_end_and_a_rerun_reuses_every_step()
     {
         using var dir = new TempDir();
-        string[] args = ["pipeline", "--out", dir.Path, "--users", "120", "--videos", "60", "--epochs", "2",
+        string[] args = ["pipeline", "--out", dir.Path, "--users", "120", "--videos", "80", "--epochs", "2",
             "--batch", "64", "--variants", "full,popularity", "--seed", "3"];
 
         var first = await Lsvcr.RunAsync(args);
@@ -20,7 +20,7 @@ public class PipelineCommandTests
         var manifest = JsonDocument.Parse(File.ReadAllText(dir["embeddings/embeddings.json"])).RootElement;
         Assert.Equal(384, manifest.GetProperty("dimension").GetInt32());
         var photos = Data.Npy.Read(dir["embeddings/photo_embs.npy"]);
-        Assert.Equal(61, photos.Rows);
+        Assert.Equal(81, photos.Rows);
         Assert.All(photos.Row(0).ToArray(), v => Assert.Equal(0f, v));
         Assert.Equal(1.0, Math.Sqrt(photos.Row(1).ToArray().Sum(v => (double)v * v)), 3);
 
@@ -52,7 +52,7 @@ public class PipelineCommandTests
     public async Task Validate_lists_problems_with_file_and_line_and_exits_1()
     {
         using var dir = new TempDir();
-        var synth = await Lsvcr.RunAsync("data", "synth", "--out", dir.Path, "--users", "30", "--videos", "40");
+        var synth = await Lsvcr.RunAsync("data", "synth", "--out", dir.Path, "--users", "30", "--videos", "64");
         Assert.Equal(0, synth.ExitCode);
         var ok = await Lsvcr.RunAsync("data", "validate", dir.Path);
         Assert.True(ok.ExitCode == 0, ok.Stdout + ok.Stderr);
