@@ -1,4 +1,9 @@
 using System.CommandLine;
+using LSVCR.Data;
+using LSVCR.Embeddings;
+using LSVCR.Pipeline;
+using LSVCR.Training;
+using Spectre.Console;
 
 namespace LSVCR.Cli.Commands;
 
@@ -6,8 +11,67 @@ public static class PipelineCommands
 {
     public static Command Pipeline()
     {
-        var command = new Command("pipeline", "Run embeddings → fine-tuning (both tasks) → evaluation → report in one process.");
-        CliAction.Set(command, (_, _) => { CliAction.Error("not implemented yet"); return 1; });
+        var defaults = new PipelineOptions { OutDir = "out" };
+        var data = new Option<string?>("--data") { Description = "Dataset in the reference layout. Omitted: a synthetic dataset is generated into OUT/data (reused on reruns)." };
+        var output = new Option<string>("--out") { Description = "Folder for every artifact of the run: data/, embeddings/, experiment/ (report.md, report.json, checkpoints).", DefaultValueFactory = _ => "out" };
+        var users = new Option<int>("--users") { Description = "Synthetic dataset only: number of users.", DefaultValueFactory = _ => defaults.Synth.Users };
+        var videos = new Option<int>("--videos") { Description = "Synthetic dataset only: number of videos (0 = scale with users).", DefaultValueFactory = _ => defaults.Synth.Videos };
+        var seed = new Option<int>("--seed") { Description = "Seed for the synthetic data, training and evaluation sampling.", DefaultValueFactory = _ => defaults.Synth.Seed };
+        var encoder = new Option<string>("--encoder") { Description = "Text encoder for item embeddings (see `lsvcr embed --help`).", DefaultValueFactory = _ => defaults.Embed.Encoder };
+        var epochs = new Option<int>("--epochs") { Description = "Maximum fine-tuning epochs per task and variant (early stopping may end sooner).", DefaultValueFactory = _ => defaults.Training.Epochs };
+        var batch = new Option<int>("--batch") { Description = "Training batch size.", DefaultValueFactory = _ => defaults.Training.BatchSize };
+        var variants = new Option<string[]>("--variants")
+        {
+            Description = $"Variants to train and evaluate: {string.Join(", ", ExperimentOptions.AllVariants)}.",
+            AllowMultipleArgumentsPerToken = true,
+            DefaultValueFactory = _ => [.. defaults.Variants],
+        };
+        var tasks = new Option<string[]>("--tasks") { Description = "Tasks: rec, commrank.", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => ["rec", "commrank"] };
+        var command = new Command("pipeline",
+            "Run the whole pipeline in one process: [synthetic data] → embeddings → [stage-1 alignment slot] → fine-tuning " +
+            "(both tasks, every variant) → evaluation → report. Every step reuses or resumes what an earlier run left in --out.")
+        {
+            data, output, users, videos, seed, encoder, epochs, batch, variants, tasks,
+        };
+        CliAction.Set(command, async (parse, ct) =>
+        {
+            var seedValue = parse.GetValue(seed);
+            var options = defaults with
+            {
+                OutDir = parse.GetValue(output)!,
+                DataDir = parse.GetValue(data),
+                Synth = defaults.Synth with { Users = parse.GetValue(users), Videos = parse.GetValue(videos), Seed = seedValue },
+                Embed = defaults.Embed with { Encoder = parse.GetValue(encoder)! },
+                Variants = ParseList(parse.GetValue(variants)!, "--variants", ExperimentOptions.AllVariants),
+                Tasks = [.. ParseList(parse.GetValue(tasks)!, "--tasks", ["rec", "commrank"]).Select(ParseTask)],
+                Training = defaults.Training with { Epochs = parse.GetValue(epochs), BatchSize = parse.GetValue(batch), Seed = seedValue },
+                Evaluation = defaults.Evaluation with { Seed = seedValue },
+            };
+            var result = await CliProgress.RunAsync(p => Task.Run(() => EmbeddedPipeline.RunAsync(options, p, ct), ct));
+            foreach (var line in result.Log) AnsiConsole.MarkupLineInterpolated($"[grey]•[/] {line}");
+            AnsiConsole.WriteLine();
+            Console.WriteLine(result.Report.ToMarkdown());
+            return 0;
+        });
         return command;
     }
+
+    /// <summary>Accepts both "a,b" and "a b"; rejects names outside <paramref name="allowed"/> with the option's name.</summary>
+    internal static IReadOnlyList<string> ParseList(string[] values, string option, IReadOnlyList<string> allowed)
+    {
+        var items = values.SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            .Distinct(StringComparer.OrdinalIgnoreCase).ToList();
+        if (items.Count == 0) throw new ArgumentException($"{option}: give at least one of {string.Join(", ", allowed)}");
+        foreach (var item in items)
+            if (!allowed.Contains(item, StringComparer.OrdinalIgnoreCase))
+                throw new ArgumentException($"{option}: unknown value '{item}' (expected one of {string.Join(", ", allowed)})");
+        return items;
+    }
+
+    internal static TaskKind ParseTask(string name) => name.ToLowerInvariant() switch
+    {
+        "rec" => TaskKind.Rec,
+        "commrank" or "comm_rank" or "comm-rank" => TaskKind.CommRank,
+        _ => throw new ArgumentException($"--tasks: unknown task '{name}' (expected rec or commrank)"),
+    };
 }

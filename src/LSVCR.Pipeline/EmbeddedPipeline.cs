@@ -1,0 +1,74 @@
+using System.Text.Json;
+using LSVCR.Data;
+using LSVCR.Embeddings;
+using LSVCR.Training;
+
+namespace LSVCR.Pipeline;
+
+/// <summary>
+/// Runs the whole pipeline in one process. Every step writes its artifacts atomically and is skipped on a rerun when
+/// its inputs are unchanged (synthetic data by its options, embeddings by the dataset text hash and encoder, training
+/// runs by their own resume state), so a killed run restarts where it stopped.
+/// </summary>
+public static class EmbeddedPipeline
+{
+    private const string SynthMarker = "synth.json";
+
+    public static async Task<PipelineResult> RunAsync(PipelineOptions options, IProgress<JobProgress>? progress = null,
+        CancellationToken ct = default)
+    {
+        var log = new List<string>();
+        Directory.CreateDirectory(options.OutDir);
+
+        var dataDir = options.DataDir ?? Path.Combine(options.OutDir, "data");
+        if (options.DataDir is null) log.Add(EnsureSynthetic(dataDir, options.Synth, progress));
+        var data = ReferenceLayout.Read(dataDir, progress);
+        log.Add($"dataset: {dataDir} ({data.Catalog.PhotoCount - 1} videos, {data.Catalog.CommentCount - 1} comments, " +
+                $"{data[TaskKind.Rec, Split.Train].Count} rec / {data[TaskKind.CommRank, Split.Train].Count} comm_rank training examples)");
+
+        var embeddingsDir = Path.Combine(options.OutDir, "embeddings");
+        var manifest = await EmbeddingJob.RunAsync(data.Catalog, embeddingsDir, options.Embed, progress, ct);
+        log.Add($"embeddings: {embeddingsDir} ({manifest.Encoder}, {manifest.Dimension}-d, {manifest.ChunksResumed}/{manifest.Chunks} chunks reused)");
+
+        string? alignmentDir = null;
+        var training = options.Training;
+        if (options.Alignment is { } alignment)
+        {
+            alignmentDir = Path.Combine(options.OutDir, "alignment");
+            var aligned = await alignment.RunAsync(data, embeddingsDir, alignmentDir, progress, ct);
+            embeddingsDir = aligned.EmbeddingsDir;
+            training = training with { Init = aligned.SrCheckpoint };
+            log.Add($"alignment: {alignmentDir}");
+        }
+        else log.Add("alignment: skipped (stage 1 is not part of this build; stage 2 starts from fresh weights)");
+
+        var photoEmbs = Npy.Read(Path.Combine(embeddingsDir, EmbeddingManifest.PhotoFile));
+        var commentEmbs = Npy.Read(Path.Combine(embeddingsDir, EmbeddingManifest.CommentFile));
+        var reportDir = Path.Combine(options.OutDir, "experiment");
+        var report = await ExperimentRunner.RunAsync(data, photoEmbs, commentEmbs, new ExperimentOptions
+        {
+            OutDir = reportDir,
+            Variants = options.Variants,
+            Tasks = options.Tasks,
+            Training = training,
+            Evaluation = options.Evaluation,
+        }, progress, ct);
+        log.Add($"report: {Path.Combine(reportDir, "report.md")}");
+        return new PipelineResult(dataDir, embeddingsDir, alignmentDir, reportDir, report, log);
+    }
+
+    /// <summary>Generates the synthetic dataset unless the folder already holds one made with the same options.</summary>
+    private static string EnsureSynthetic(string dir, SynthOptions synth, IProgress<JobProgress>? progress)
+    {
+        var marker = Path.Combine(dir, SynthMarker);
+        var wanted = JsonSerializer.Serialize(synth);
+        if (File.Exists(marker) && File.ReadAllText(marker) == wanted)
+            return $"synthetic dataset: reusing {dir}";
+        var dataset = SyntheticDataset.Generate(synth, progress);
+        ReferenceLayout.Write(dataset, dir, progress);
+        var tmp = marker + ".tmp";
+        File.WriteAllText(tmp, wanted);
+        File.Move(tmp, marker, overwrite: true);
+        return $"synthetic dataset: generated {synth.Users} users (seed {synth.Seed}) into {dir}";
+    }
+}

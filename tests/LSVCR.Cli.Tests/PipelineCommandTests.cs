@@ -1,0 +1,67 @@
+using System.Text.Json;
+
+namespace LSVCR.Cli.Tests;
+
+/// <summary>The README's main command, end to end on a tiny synthetic dataset with the real MiniLM encoder.</summary>
+public class PipelineCommandTests
+{
+    [Fact]
+    public async Task Pipeline_runs_end_to_end_and_a_rerun_reuses_every_step()
+    {
+        using var dir = new TempDir();
+        string[] args = ["pipeline", "--out", dir.Path, "--users", "120", "--videos", "80", "--epochs", "2",
+            "--batch", "64", "--variants", "full,popularity", "--seed", "3"];
+
+        var first = await Lsvcr.RunAsync(args);
+        Assert.True(first.ExitCode == 0, first.Stderr + first.Stdout);
+
+        // Artifacts: dataset, embeddings with a zero pad row, report with both tasks and both variants.
+        Assert.True(File.Exists(dir["data/photo.json"]));
+        var manifest = JsonDocument.Parse(File.ReadAllText(dir["embeddings/embeddings.json"])).RootElement;
+        Assert.Equal(384, manifest.GetProperty("dimension").GetInt32());
+        var photos = Data.Npy.Read(dir["embeddings/photo_embs.npy"]);
+        Assert.Equal(81, photos.Rows);
+        Assert.All(photos.Row(0).ToArray(), v => Assert.Equal(0f, v));
+        Assert.Equal(1.0, Math.Sqrt(photos.Row(1).ToArray().Sum(v => (double)v * v)), 3);
+
+        var report = File.ReadAllText(dir["experiment/report.md"]);
+        Assert.Contains("full", report);
+        Assert.Contains("popularity", report);
+        var json = JsonDocument.Parse(File.ReadAllText(dir["experiment/report.json"])).RootElement;
+        Assert.Contains("ndcg@10", json.GetRawText());
+        Assert.Contains("report.md", first.Stdout + first.Stderr);
+
+        // A rerun finds every artifact in place and recomputes nothing.
+        var second = await Lsvcr.RunAsync(args);
+        Assert.True(second.ExitCode == 0, second.Stderr + second.Stdout);
+        Assert.Contains("reusing", second.Stdout);
+        Assert.Equal(report, File.ReadAllText(dir["experiment/report.md"]));
+    }
+
+    [Fact]
+    public async Task Pipeline_on_a_missing_dataset_fails_with_one_clear_line()
+    {
+        using var dir = new TempDir();
+        var result = await Lsvcr.RunAsync("pipeline", "--data", dir["nope"], "--out", dir["out"]);
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("nope", result.Stderr);
+        Assert.DoesNotContain("   at ", result.Stderr);
+    }
+
+    [Fact]
+    public async Task Validate_lists_problems_with_file_and_line_and_exits_1()
+    {
+        using var dir = new TempDir();
+        var synth = await Lsvcr.RunAsync("data", "synth", "--out", dir.Path, "--users", "30", "--videos", "64");
+        Assert.Equal(0, synth.ExitCode);
+        var ok = await Lsvcr.RunAsync("data", "validate", dir.Path);
+        Assert.True(ok.ExitCode == 0, ok.Stdout + ok.Stderr);
+
+        var lines = File.ReadAllLines(dir["rec.train.json"]);
+        lines[1] = "{not json";
+        File.WriteAllLines(dir["rec.train.json"], lines);
+        var bad = await Lsvcr.RunAsync("data", "validate", dir.Path);
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("rec.train.json:2", bad.Stdout + bad.Stderr);
+    }
+}
