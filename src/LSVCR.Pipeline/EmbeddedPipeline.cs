@@ -42,8 +42,8 @@ public static class EmbeddedPipeline
         }
         else log.Add("alignment: skipped (stage 1 is not part of this build; stage 2 starts from fresh weights)");
 
-        var photoEmbs = Npy.Read(Path.Combine(embeddingsDir, EmbeddingManifest.PhotoFile));
-        var commentEmbs = Npy.Read(Path.Combine(embeddingsDir, EmbeddingManifest.CommentFile));
+        // The same reader `lsvcr train` uses: it checks the rows against the catalogue (an aligned encoder's output too).
+        var (photoEmbs, commentEmbs) = TextEmbeddings.Load(embeddingsDir, data.Catalog);
         var reportDir = Path.Combine(options.OutDir, "experiment");
         var report = await ExperimentRunner.RunAsync(data, photoEmbs, commentEmbs, new ExperimentOptions
         {
