@@ -6,6 +6,10 @@ namespace LSVCR.Data;
 /// <summary>Reads and writes the authors' reference dataset folder (MODEL.md §1.1).</summary>
 public static class ReferenceLayout
 {
+    /// <summary>The item text-embedding files of the layout (row = internal id, row 0 = pad); the embeddings job
+    /// writes them and training reads them, so both name them from here.</summary>
+    public const string PhotoEmbeddingsFile = "photo_embs.npy", CommentEmbeddingsFile = "comment_embs.npy";
+
     /// <summary>Loads the whole dataset; throws <see cref="DatasetValidationException"/> listing every problem.</summary>
     public static LsvcrDataset Read(string dir, IProgress<JobProgress>? progress = null)
     {

@@ -9,7 +9,7 @@ namespace LSVCR.Embeddings;
 /// </summary>
 public sealed record EmbeddingManifest
 {
-    public const string FileName = "embeddings.json", PhotoFile = "photo_embs.npy", CommentFile = "comment_embs.npy";
+    public const string FileName = "embeddings.json", PhotoFile = ReferenceLayout.PhotoEmbeddingsFile, CommentFile = ReferenceLayout.CommentEmbeddingsFile;
 
     /// <summary>"minilm" or "onnx:&lt;model file name&gt;".</summary>
     public required string Encoder { get; init; }

@@ -5,7 +5,7 @@ namespace LSVCR.Training;
 /// <summary>Reads the embeddings artifacts (<c>photo_embs.npy</c>, <c>comment_embs.npy</c>) and checks them against the catalogue.</summary>
 public static class TextEmbeddings
 {
-    public const string PhotoFile = "photo_embs.npy", CommentFile = "comment_embs.npy";
+    public const string PhotoFile = ReferenceLayout.PhotoEmbeddingsFile, CommentFile = ReferenceLayout.CommentEmbeddingsFile;
 
     public static (FloatMatrix Photos, FloatMatrix Comments) Load(string dir, Catalog catalog)
     {
