@@ -212,6 +212,40 @@ public class LossTests
         Assert.True(e.allclose(x, 0, 0));
         Assert.Equal(0f, Dropout.Apply(x, 1.0, true).abs().sum().item<float>());
     }
+
+    [Fact]
+    public void Dropout_mask_follows_the_torch_seed_not_the_thread_count()
+    {
+        var threads = get_num_threads();
+        try
+        {
+            set_num_threads(1);
+            manual_seed(5);
+            using var one = Dropout.KeepMask([3, 70_001], 0.3); // odd size: a partial last 4-lane word
+            set_num_threads(2);
+            manual_seed(5);
+            using var two = Dropout.KeepMask([3, 70_001], 0.3);
+            using var next = Dropout.KeepMask([3, 70_001], 0.3);
+            Assert.True(one.equal(two).all().item<bool>(), "same seed, other thread count → same mask");
+            Assert.False(two.equal(next).all().item<bool>(), "successive calls draw new seeds");
+            // Neighbouring elements come from different 16-bit lanes of one draw: they must be independent.
+            var m = two.view(-1).data<float>().ToArray().Select(v => v > 0 ? 1.0 : 0.0).ToArray();
+            var both = Enumerable.Range(0, m.Length - 1).Average(i => m[i] * m[i + 1]);
+            Assert.InRange(both, 0.7 * 0.7 - 0.006, 0.7 * 0.7 + 0.006);
+        }
+        finally { set_num_threads(threads); }
+    }
+
+    [Fact]
+    public void Dropout_gradient_is_the_same_mask()
+    {
+        manual_seed(3);
+        using var x = randn(1000, requires_grad: true);
+        using var y = Dropout.Apply(x, 0.3, training: true);
+        y.sum().backward();
+        using var expected = y.detach().div(x.detach());
+        Assert.True(x.grad!.allclose(expected, 1e-5, 1e-6));
+    }
 }
 
 public class RuntimeTuningTests
