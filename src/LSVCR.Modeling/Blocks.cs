@@ -44,34 +44,31 @@ internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Ten
         var (b, lq, d) = (q.shape[0], q.shape[1], q.shape[2]);
         var lk = kv.shape[1];
         var dh = d / _heads;
-        Tensor qh, kh, vh;
-        if (ReferenceEquals(q, kv))
-        {
-            // Self-attention: one [d, 3d] GEMM instead of three [d, d] ones (same parameters, same result).
-            var w = cat([query.weight!, key.weight!, value.weight!], 0);
-            var bias = cat([query.bias!, key.bias!, value.bias!], 0);
-            var qkv = F.linear(q, w, bias).view(b, lq, 3, _heads, dh).permute(2, 0, 3, 1, 4);
-            (qh, kh, vh) = (qkv[0], qkv[1], qkv[2]);
-        }
-        else
-        {
-            qh = query.forward(q).view(b, lq, _heads, dh).transpose(1, 2);
-            kh = key.forward(kv).view(b, lk, _heads, dh).transpose(1, 2);
-            vh = value.forward(kv).view(b, lk, _heads, dh).transpose(1, 2);
-        }
         Tensor ctx;
-        if (training && _attentionDropout > 0)
+        if (training)
         {
-            // softmax(QKᵀ/√dh + mask), dropout on the probabilities, ·V. Written out because libtorch's fused
-            // kernel falls back to this math path with dropout anyway, and here the dropout draw is the cheap one.
-            var probs = qh.matmul(kh.transpose(-2, -1)).mul_(1.0 / Math.Sqrt(dh)).add_(mask).softmax(-1);
-            ctx = Dropout.Apply(probs, _attentionDropout, true).matmul(vh);
+            // The attention core as one hand-written autograd node (FusedAttention: same arithmetic as the
+            // written-out formula below, dropout included), reading q/k/v in place from the projections.
+            if (ReferenceEquals(q, kv))
+            {
+                // Self-attention: one [d, 3d] GEMM instead of three [d, d] ones (same parameters, same result).
+                var qkv = F.linear(q, cat([query.weight!, key.weight!, value.weight!], 0), cat([query.bias!, key.bias!, value.bias!], 0));
+                ctx = FusedAttention.Self(qkv, mask, _heads, _attentionDropout);
+            }
+            else
+            {
+                var kvProjected = F.linear(kv, cat([key.weight!, value.weight!], 0), cat([key.bias!, value.bias!], 0));
+                ctx = FusedAttention.Cross(query.forward(q), kvProjected, mask, _heads, _attentionDropout);
+            }
         }
         else
         {
-            ctx = F.scaled_dot_product_attention(qh, kh, vh, mask); // fused kernel, same math without dropout
+            var qh = query.forward(q).view(b, lq, _heads, dh).transpose(1, 2);
+            var kh = key.forward(kv).view(b, lk, _heads, dh).transpose(1, 2);
+            var vh = value.forward(kv).view(b, lk, _heads, dh).transpose(1, 2);
+            ctx = F.scaled_dot_product_attention(qh, kh, vh, mask) // fused kernel, same math without dropout
+                .transpose(1, 2).reshape(b, lq, d);
         }
-        ctx = ctx.transpose(1, 2).reshape(b, lq, d);
         var h = Dropout.Apply(out_linear.forward(ctx), _hiddenDropout, training);
         return LayerNorm.forward(h.add_(q)).MoveToOuterDisposeScope();
     }

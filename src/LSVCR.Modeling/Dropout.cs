@@ -1,4 +1,6 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using static TorchSharp.torch;
 
 namespace LSVCR.Modeling;
@@ -39,7 +41,7 @@ internal static class Dropout
     internal static ushort Threshold(double p) => (ushort)Math.Clamp(Math.Round(p * 65536), 0, 65535);
 
     /// <summary>One 64-bit seed from torch's global generator (two draws of 32 bits: randint's bound is exclusive).</summary>
-    private static ulong NextSeed()
+    internal static ulong NextSeed()
     {
         using var draw = randint(0, 1L << 32, [2], dtype: ScalarType.Int64);
         var words = draw.data<long>();
@@ -71,25 +73,40 @@ internal static class Dropout
         }
     }
 
-    private static unsafe void FillRange(float* mask, long n, long firstWord, long endWord, ulong seed, ushort threshold, float scale)
+    private static unsafe void FillRange(float* mask, long n, long firstWord, long endWord, ulong seed, ushort threshold, float scale) =>
+        WriteKeep(seed, firstWord, Math.Min(n, endWord * 4) - firstWord * 4, threshold, scale, mask + firstWord * 4);
+
+    /// <summary>Writes the multipliers (0 or <paramref name="scale"/>) of the <paramref name="count"/> elements
+    /// starting at flat index 4·<paramref name="firstWord"/> to <paramref name="dst"/>: 16 elements (four SplitMix64
+    /// outputs) per vector step, then a scalar tail. The one generator behind <see cref="KeepMask"/> and
+    /// <see cref="FusedAttention"/>'s regenerated masks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static unsafe void WriteKeep(ulong seed, long firstWord, long count, ushort threshold, float scale, float* dst)
     {
-        for (var w = firstWord; w < endWord; w++)
+        var step = Vector256.Create(Golden);
+        var z0 = Vector256.Create(seed) + (Vector256.Create((ulong)firstWord + 1) + Vector256.Create(0UL, 1, 2, 3)) * step;
+        var four = Vector256.Create(4UL) * step;
+        var thr = Vector256.Create(threshold);
+        var keepScale = Vector256.Create(scale);
+        long i = 0;
+        for (; i + 16 <= count; i += 16, z0 += four)
         {
-            var z = Mix(seed + (ulong)(w + 1) * 0x9E3779B97F4A7C15UL);
-            var i = w * 4;
-            if (i + 4 <= n)
-            {
-                mask[i] = (ushort)z >= threshold ? scale : 0f;
-                mask[i + 1] = (ushort)(z >> 16) >= threshold ? scale : 0f;
-                mask[i + 2] = (ushort)(z >> 32) >= threshold ? scale : 0f;
-                mask[i + 3] = (ushort)(z >> 48) >= threshold ? scale : 0f;
-            }
-            else
-            {
-                for (var j = 0; i + j < n; j++) mask[i + j] = (ushort)(z >> (16 * j)) >= threshold ? scale : 0f;
-            }
+            var z = z0;
+            z = (z ^ Vector256.ShiftRightLogical(z, 30)) * Vector256.Create(0xBF58476D1CE4E5B9UL);
+            z = (z ^ Vector256.ShiftRightLogical(z, 27)) * Vector256.Create(0x94D049BB133111EBUL);
+            z ^= Vector256.ShiftRightLogical(z, 31);
+            var (lo, hi) = Vector256.Widen(Vector256.GreaterThanOrEqual(z.AsUInt16(), thr).AsInt16());
+            Vector256.ConditionalSelect(lo.AsSingle(), keepScale, Vector256<float>.Zero).Store(dst + i);
+            Vector256.ConditionalSelect(hi.AsSingle(), keepScale, Vector256<float>.Zero).Store(dst + i + 8);
+        }
+        for (; i < count; i += 4)
+        {
+            var z = Mix(seed + (ulong)(firstWord + i / 4 + 1) * Golden);
+            for (var j = 0; j < 4 && i + j < count; j++) dst[i + j] = (ushort)(z >> (16 * j)) >= threshold ? scale : 0f;
         }
     }
+
+    internal const ulong Golden = 0x9E3779B97F4A7C15UL;
 
     /// <summary>SplitMix64's output function (Stafford's Mix13 variant).</summary>
     internal static ulong Mix(ulong z)

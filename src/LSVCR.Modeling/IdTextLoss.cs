@@ -67,37 +67,36 @@ public static class IdTextLoss
         using var scope = NewDisposeScope();
         using var layout = Sample(n, negatives, generator);
         var s = layout.BlockSize;
-        var x = nn.functional.normalize(id, dim: -1);
+        // 1/T folded into the [N, d] id side rather than the [blocks, S, S] logits.
+        var x = nn.functional.normalize(id, dim: -1).div(temperature);
         var y = nn.functional.normalize(text, dim: -1);
         var flat = layout.Index.view(-1);
         var blocks = layout.Index.shape[0];
         var xb = x.index_select(0, flat).view(blocks, s, -1);
         var yb = y.index_select(0, flat).view(blocks, s, -1);
-        var g = bmm(xb, yb.transpose(1, 2)).div_(temperature); // g[b,i,j] = x_i·y_j / T
-        var (idToText, textToId) = OffsetIndex(s, layout.K1);
-        // id→text: row i's columns i, i+1, …, i+K1 (mod S), positive first → [blocks·S, K1+1], label 0.
-        var k1 = layout.K1 + 1;
-        var l1 = F.cross_entropy(g.gather(2, idToText.expand(blocks, s, k1)).view(-1, k1),
-            zeros(blocks * s, dtype: ScalarType.Int64), reduction: nn.Reduction.None).view(blocks, s);
-        // text→id: column i's rows i, i+K1+1, …, i+S−1 (mod S) → [blocks, S−K1, S], classes along dim 1, label 0.
-        var k2 = s - layout.K1;
-        var l2 = F.cross_entropy(g.gather(1, textToId.expand(blocks, k2, s)),
-            zeros(blocks, s, dtype: ScalarType.Int64), reduction: nn.Reduction.None);
+        var g = bmm(xb, yb.transpose(1, 2)); // g[b,i,j] = x_i·y_j / T
+        var (idToText, textToId) = BandMasks(s, layout.K1);
+        // id→text: row i over its K1+1 visible columns; text→id: column j over its visible rows. The positive
+        // (the diagonal) is visible in both, so each loss is −log_softmax at the diagonal.
+        var l1 = g.add(idToText).log_softmax(2).diagonal(0, 1, 2);
+        var l2 = g.add(textToId).log_softmax(1).diagonal(0, 1, 2);
         var owner = layout.Owner.to(ScalarType.Float32);
-        var loss = l1.add(l2).mul_(owner).sum().div(2.0 * n);
+        var loss = l1.add(l2).mul_(owner).sum().div(-2.0 * n);
         return loss.MoveToOuterDisposeScope();
     }
 
-    /// <summary>Gather indices selecting only the logits each direction uses (instead of masking all S×S):
-    /// id→text [1, S, K1+1] with (i + o) mod S for o = 0..K1; text→id [1, S−K1, S] with (i + o) mod S for
-    /// o = 0, K1+1..S−1. Offset 0 (the positive) comes first in both.</summary>
-    internal static (Tensor IdToText, Tensor TextToId) OffsetIndex(int s, int k1)
+    /// <summary>Additive masks over a block's [S, S] logits selecting what each direction contrasts: entry (i, j)
+    /// with offset δ = (j − i) mod S is visible to id→text row i iff δ ≤ K1 (its own text and the K1 texts after it)
+    /// and to text→id column j iff δ ≤ S−1−K1 (its own id and the ids at offsets K1+1..S−1 before it). For the
+    /// full block (S = 2·K1 + 1) both are the same band, returned once.</summary>
+    internal static (Tensor IdToText, Tensor TextToId) BandMasks(int s, int k1)
     {
         using var scope = NewDisposeScope();
         var i = arange(s);
-        var first = i.unsqueeze(1).add(arange(k1 + 1).unsqueeze(0)).remainder(s).unsqueeze(0);
-        var offsets = cat([zeros(1, dtype: ScalarType.Int64), arange(k1 + 1, s)]);
-        var second = offsets.unsqueeze(1).add(i.unsqueeze(0)).remainder(s).unsqueeze(0);
-        return (first.MoveToOuterDisposeScope(), second.MoveToOuterDisposeScope());
+        var delta = i.unsqueeze(0).sub(i.unsqueeze(1)).remainder(s); // δ[i, j] = (j − i) mod S
+        Tensor Band(long last) => delta.le(last).to(ScalarType.Float32).sub_(1f).mul_(-Masks.Hidden).unsqueeze(0);
+        var first = Band(k1).MoveToOuterDisposeScope();
+        var second = s - 1 - k1 == k1 ? first : Band(s - 1 - k1).MoveToOuterDisposeScope();
+        return (first, second);
     }
 }

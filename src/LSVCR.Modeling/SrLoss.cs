@@ -27,8 +27,7 @@ public static class SrLoss
         Tensor taskLoss;
         if (candidates is null)
         {
-            var scores = model.ScoreAllVideos(user, titles);
-            taskLoss = F.cross_entropy(scores, batch.Target);
+            taskLoss = model.FullSoftmaxLoss(user, batch.Target, titles);
         }
         else
         {

@@ -149,6 +149,35 @@ public class LossTests
     }
 
     [Fact]
+    public void Full_softmax_gradients_equal_the_masked_all_video_scores_and_pad_targets_are_rejected()
+    {
+        using var model = Tiny.Model(Tiny.Config(c => c with { HiddenDropout = 0, AttentionDropout = 0 }));
+        model.train();
+        using var batch = Tiny.Batch();
+        var (_, task, _) = SrLoss.Compute(model, batch, TaskKind.Rec, null, 0);
+        task.backward();
+        var fast = model.named_parameters().Select(p => (p.name, g: p.parameter.grad?.clone())).ToList();
+        model.zero_grad();
+        var scores = model.ScoreAllVideos(model.Encode(batch, TaskKind.Rec).User);
+        nn.functional.cross_entropy(scores, batch.Target).backward();
+        foreach (var (name, g) in fast)
+        {
+            var reference = model.named_parameters().Single(p => p.name == name).parameter.grad;
+            Assert.Equal(g is null, reference is null);
+            if (g is not null) Assert.True(g.allclose(reference!, 1e-4, 1e-6), name);
+        }
+
+        using var padTarget = new SrBatch
+        {
+            PhotoHistory = batch.PhotoHistory, PhotoHistoryComment = batch.PhotoHistoryComment,
+            CommentHistoryPhoto = batch.CommentHistoryPhoto, CommentHistoryComments = batch.CommentHistoryComments,
+            Target = tensor(new long[] { 2, 0, 1 }),
+        };
+        var e = Assert.Throws<ArgumentException>(() => SrLoss.Compute(model, padTarget, TaskKind.Rec, null, 0));
+        Assert.Contains("pad video", e.Message);
+    }
+
+    [Fact]
     public void Sampled_and_comment_losses_use_label_zero()
     {
         using var model = Tiny.Model();

@@ -1,0 +1,109 @@
+using static TorchSharp.torch;
+
+namespace LSVCR.Modeling.Tests;
+
+public class FusedAttentionTests
+{
+    /// <summary>The written-out reference: softmax(QKᵀ/√dh + mask), dropout with <see cref="Dropout.KeepMask"/>, ·V.</summary>
+    private static Tensor Reference(Tensor q, Tensor k, Tensor v, Tensor mask, int heads, double p)
+    {
+        var (b, lq, lk, d) = (q.shape[0], q.shape[1], k.shape[1], q.shape[2]);
+        var dh = d / heads;
+        var qh = q.view(b, lq, heads, dh).transpose(1, 2);
+        var kh = k.view(b, lk, heads, dh).transpose(1, 2);
+        var vh = v.view(b, lk, heads, dh).transpose(1, 2);
+        var probs = qh.matmul(kh.transpose(-2, -1)).mul(1.0 / Math.Sqrt(dh)).add(mask).softmax(-1);
+        if (p > 0) probs = probs.mul(Dropout.KeepMask([b, heads, lq, lk], p));
+        return probs.matmul(vh).transpose(1, 2).reshape(b, lq, d);
+    }
+
+    private static Tensor PadMask(long[,] ids) => Masks.Bidirectional(tensor(ids));
+
+    [Theory]
+    [InlineData(4, 0.0)]
+    [InlineData(4, 0.3)]
+    [InlineData(16, 0.3)]
+    [InlineData(32, 0.3)]
+    [InlineData(40, 0.5)]
+    public void Self_attention_matches_the_reference_formula_forward_and_backward(int headDim, double p)
+    {
+        const int heads = 2;
+        var d = heads * headDim;
+        // Example 2 is all pad: its causal rows are fully masked and must stay finite, as in the reference.
+        var ids = tensor(new long[,] { { 1, 2, 3, 4, 5, 6, 7 }, { 3, 4, 0, 0, 0, 0, 0 }, { 0, 0, 0, 0, 0, 0, 0 } });
+        using var mask = Masks.Causal(ids);
+        manual_seed(11);
+        using var qkv = randn(3, 7, 3 * d).requires_grad_(true);
+        using var upstream = randn(3, 7, d);
+
+        manual_seed(99);
+        using var fused = FusedAttention.Self(qkv, mask, heads, p);
+        fused.mul(upstream).sum().backward();
+        using var fusedGrad = qkv.grad!.clone();
+        qkv.grad!.zero_();
+
+        manual_seed(99);
+        var parts = qkv.split(d, -1);
+        using var reference = Reference(parts[0], parts[1], parts[2], mask, heads, p);
+        reference.mul(upstream).sum().backward();
+
+        Assert.True(fused.allclose(reference, 1e-4, 1e-5), $"forward max diff {fused.sub(reference).abs().max().item<float>()}");
+        Assert.True(fusedGrad.allclose(qkv.grad!, 1e-4, 1e-5), $"backward max diff {fusedGrad.sub(qkv.grad!).abs().max().item<float>()}");
+        Assert.False(fused.isnan().any().item<bool>());
+        if (p > 0) Assert.True(fused.ne(Reference(parts[0], parts[1], parts[2], mask, heads, 0)).any().item<bool>(), "dropout changed nothing");
+    }
+
+    [Theory]
+    [InlineData(8, 0.0)]
+    [InlineData(32, 0.3)]
+    [InlineData(3, 0.3)]
+    public void Cross_attention_matches_the_reference_formula_forward_and_backward(int headDim, double p)
+    {
+        const int heads = 2;
+        var d = heads * headDim;
+        using var mask = PadMask(new long[,] { { 1, 2, 3, 0, 0 }, { 0, 0, 0, 0, 0 } }); // keys; example 1 has none
+        manual_seed(5);
+        using var q = randn(2, 4, d).requires_grad_(true);
+        using var kv = randn(2, 5, 2 * d).requires_grad_(true);
+        using var upstream = randn(2, 4, d);
+
+        manual_seed(7);
+        using var fused = FusedAttention.Cross(q, kv, mask, heads, p);
+        fused.mul(upstream).sum().backward();
+        using var dq = q.grad!.clone();
+        using var dkv = kv.grad!.clone();
+        q.grad!.zero_();
+        kv.grad!.zero_();
+
+        manual_seed(7);
+        var parts = kv.split(d, -1);
+        using var reference = Reference(q, parts[0], parts[1], mask, heads, p);
+        reference.mul(upstream).sum().backward();
+
+        Assert.True(fused.allclose(reference, 1e-4, 1e-5), $"forward max diff {fused.sub(reference).abs().max().item<float>()}");
+        Assert.True(dq.allclose(q.grad!, 1e-4, 1e-5), "dq");
+        Assert.True(dkv.allclose(kv.grad!, 1e-4, 1e-5), "dkv");
+    }
+
+    [Fact]
+    public void A_single_query_attends_like_the_comm_rank_head()
+    {
+        using var mask = PadMask(new long[,] { { 4, 5, 0 } });
+        manual_seed(2);
+        using var q = randn(1, 1, 8);
+        using var kv = randn(1, 3, 16);
+        using var fused = FusedAttention.Cross(q, kv, mask, 2, 0);
+        var parts = kv.split(8, -1);
+        using var reference = Reference(q, parts[0], parts[1], mask, 2, 0);
+        Assert.True(fused.allclose(reference, 1e-5, 1e-6));
+    }
+
+    [Fact]
+    public void Rejects_a_mask_that_does_not_fit()
+    {
+        using var qkv = randn(2, 3, 12);
+        using var mask = zeros(2, 1, 2, 3);
+        var e = Assert.Throws<ArgumentException>(() => FusedAttention.Self(qkv, mask, 2, 0));
+        Assert.Contains("mask", e.Message);
+    }
+}
