@@ -1,22 +1,22 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using static TorchSharp.torch;
 
 namespace LSVCR.Modeling;
 
 /// <summary>
-/// Inverted dropout whose keep mask is drawn by a counter-based generator in parallel, written straight into a float
-/// tensor that already holds the scale (0 or 1/(1−p)), so the whole dropout is one mask write plus one multiply.
+/// Inverted dropout as one autograd node: the forward writes x ⊙ keep, the backward g ⊙ keep, and the keep mask is
+/// drawn by a counter-based generator in parallel — regenerated from its seed in the backward, never stored.
 /// <para>Why not libtorch's: its CPU generator (mt19937) draws serially, one element at a time, and Bernoulli or
 /// randint + compare + cast + scale are four more passes; at ≈35 M dropped elements per training step that was
-/// the largest single cost (measured: ≈470 ms of a 1.6 s step on 2 cores). No package offers a parallel dropout
-/// mask for TorchSharp tensors, hence this small kernel.</para>
+/// the largest single cost (measured: ≈470 ms of a 1.6 s step on 2 cores). A stored float mask would also be written
+/// once and read twice per call. No package offers a parallel dropout for TorchSharp tensors, hence this kernel.</para>
 /// <para>Generator: SplitMix64 (Steele, Lea, Flood 2014) evaluated at counter i — the output of step i of a
 /// SplitMix64 stream seeded per call — gives 64 bits = four 16-bit lanes, one per element; an element is kept iff its
-/// lane ≥ round(p·65536), so the drop probability is p quantised to 1/65536 (0.3 → 0.299997). The per-call seed is
-/// drawn from torch's global generator, so <c>torch.manual_seed</c> makes runs reproducible and resumable, and the
-/// mask does not depend on the number of threads.</para>
+/// lane ≥ round(p·65536), so the drop probability is p quantised to 1/65536 (0.3 → 0.299997), and kept values are
+/// scaled by 1/(1−p). The per-call seed is drawn from torch's global generator, so <c>torch.manual_seed</c> makes runs
+/// reproducible and resumable, and the mask does not depend on the number of threads. <see cref="KeepMask"/> gives
+/// the same mask as a tensor (tests, the attention reference).</para>
 /// Inference (training = false) is the identity.
 /// </summary>
 internal static class Dropout
@@ -25,16 +25,16 @@ internal static class Dropout
     {
         if (!training || p <= 0) return x.alias();
         if (p >= 1) return zeros_like(x);
-        using var keep = KeepMask(x.shape, p);
-        return x.dtype == ScalarType.Float32 ? x.mul(keep) : x.mul(keep.to(x.dtype));
+        if (x.dtype != ScalarType.Float32) return x.mul(KeepMask(x.shape, p).to(x.dtype));
+        return Node.apply(x.contiguous(), new Spec(NextSeed(), p));
     }
 
-    /// <summary>Float32 tensor of <paramref name="shape"/> holding 1/(1−p) where an element is kept and 0 where it is dropped.</summary>
+    /// <summary>Float32 tensor of <paramref name="shape"/> holding 1/(1−p) where an element is kept and 0 where it is
+    /// dropped: the mask <see cref="Apply"/> would use after the same <c>manual_seed</c>.</summary>
     public static Tensor KeepMask(long[] shape, double p)
     {
-        var seed = NextSeed();
         var mask = empty(shape, dtype: ScalarType.Float32);
-        Fill(mask, seed, Threshold(p), (float)(1.0 / (1.0 - p)));
+        Run(mask, null, new Spec(NextSeed(), p));
         return mask;
     }
 
@@ -48,40 +48,60 @@ internal static class Dropout
         return ((ulong)words[0] << 32) | (ulong)words[1];
     }
 
-    private const int ChunkWords = 1 << 14; // 64 Ki elements per work item: large enough to amortise scheduling
+    private sealed record Spec(ulong Seed, double P);
 
-    private static unsafe void Fill(Tensor mask, ulong seed, ushort threshold, float scale)
+    private sealed class Node : autograd.SingleTensorFunction<Node>
     {
-        var n = mask.numel();
-        var span = MemoryMarshal.Cast<byte, float>(mask.bytes);
-        fixed (float* basePtr = span)
+        public override string Name => "LsvcrDropout";
+
+        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
         {
-            var ptr = (nint)basePtr;
-            var words = (n + 3) / 4;
-            var chunks = (int)((words + ChunkWords - 1) / ChunkWords);
-            var threads = Math.Max(1, get_num_threads());
-            if (chunks == 1 || threads == 1)
-            {
-                FillRange((float*)ptr, n, 0, words, seed, threshold, scale);
-                return;
-            }
-            Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads }, c =>
-            {
-                var first = (long)c * ChunkWords;
-                FillRange((float*)ptr, n, first, Math.Min(words, first + ChunkWords), seed, threshold, scale);
-            });
+            var (x, spec) = ((Tensor)vars[0], (Spec)vars[1]);
+            ctx.save_data("spec", spec);
+            var y = empty_like(x);
+            Run(y, x, spec);
+            return y;
+        }
+
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+        {
+            var g = gradOutput.to(ScalarType.Float32).contiguous();
+            var dx = empty_like(g);
+            Run(dx, g, (Spec)ctx.get_data("spec"));
+            return [dx, null!];
         }
     }
 
-    private static unsafe void FillRange(float* mask, long n, long firstWord, long endWord, ulong seed, ushort threshold, float scale) =>
-        WriteKeep(seed, firstWord, Math.Min(n, endWord * 4) - firstWord * 4, threshold, scale, mask + firstWord * 4);
+    private const int ChunkWords = 1 << 14; // 64 Ki elements per work item: large enough to amortise scheduling
+
+    /// <summary>dst = src ⊙ keep (src null: dst = keep) over the whole tensor, in parallel chunks of whole words.</summary>
+    private static unsafe void Run(Tensor dst, Tensor? src, Spec spec)
+    {
+        var n = dst.numel();
+        var (threshold, scale) = (Threshold(spec.P), (float)(1.0 / (1.0 - spec.P)));
+        var d = (nint)CpuKernels.Ptr(dst);
+        var s = src is null ? 0 : (nint)CpuKernels.Ptr(src);
+        var words = (n + 3) / 4;
+        var chunks = (int)((words + ChunkWords - 1) / ChunkWords);
+        void Chunk(int c)
+        {
+            var first = (long)c * ChunkWords;
+            var count = Math.Min(n, (first + ChunkWords) * 4) - first * 4;
+            WriteKeep(spec.Seed, first, count, threshold, scale, (float*)d + first * 4, s == 0 ? null : (float*)s + first * 4);
+        }
+        var threads = Math.Max(1, get_num_threads());
+        if (chunks == 1 || threads == 1)
+            for (var c = 0; c < chunks; c++) Chunk(c);
+        else
+            Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads }, Chunk);
+    }
 
     /// <summary>Writes the multipliers (0 or <paramref name="scale"/>) of the <paramref name="count"/> elements
-    /// starting at flat index 4·<paramref name="firstWord"/> to <paramref name="dst"/>: 16 elements (four SplitMix64
-    /// outputs) per vector step, then a scalar tail. The one generator behind <see cref="KeepMask"/> and
-    /// <see cref="FusedAttention"/>'s regenerated masks.</summary>
+    /// starting at flat index 4·<paramref name="firstWord"/> to <paramref name="dst"/> — times <paramref name="src"/>
+    /// when given: 16 elements (four SplitMix64 outputs) per vector step, then a scalar tail. The one generator behind
+    /// <see cref="Apply"/>, <see cref="KeepMask"/> and <see cref="FusedAttention"/>'s regenerated masks.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static unsafe void WriteKeep(ulong seed, long firstWord, long count, ushort threshold, float scale, float* dst)
+    internal static unsafe void WriteKeep(ulong seed, long firstWord, long count, ushort threshold, float scale, float* dst, float* src = null)
     {
         var step = Vector256.Create(Golden);
         var z0 = Vector256.Create(seed) + (Vector256.Create((ulong)firstWord + 1) + Vector256.Create(0UL, 1, 2, 3)) * step;
@@ -96,13 +116,24 @@ internal static class Dropout
             z = (z ^ Vector256.ShiftRightLogical(z, 27)) * Vector256.Create(0x94D049BB133111EBUL);
             z ^= Vector256.ShiftRightLogical(z, 31);
             var (lo, hi) = Vector256.Widen(Vector256.GreaterThanOrEqual(z.AsUInt16(), thr).AsInt16());
-            Vector256.ConditionalSelect(lo.AsSingle(), keepScale, Vector256<float>.Zero).Store(dst + i);
-            Vector256.ConditionalSelect(hi.AsSingle(), keepScale, Vector256<float>.Zero).Store(dst + i + 8);
+            var m0 = Vector256.ConditionalSelect(lo.AsSingle(), keepScale, Vector256<float>.Zero);
+            var m1 = Vector256.ConditionalSelect(hi.AsSingle(), keepScale, Vector256<float>.Zero);
+            if (src != null)
+            {
+                m0 *= Vector256.Load(src + i);
+                m1 *= Vector256.Load(src + i + 8);
+            }
+            m0.Store(dst + i);
+            m1.Store(dst + i + 8);
         }
         for (; i < count; i += 4)
         {
             var z = Mix(seed + (ulong)(firstWord + i / 4 + 1) * Golden);
-            for (var j = 0; j < 4 && i + j < count; j++) dst[i + j] = (ushort)(z >> (16 * j)) >= threshold ? scale : 0f;
+            for (var j = 0; j < 4 && i + j < count; j++)
+            {
+                var m = (ushort)(z >> (16 * j)) >= threshold ? scale : 0f;
+                dst[i + j] = src == null ? m : m * src[i + j];
+            }
         }
     }
 

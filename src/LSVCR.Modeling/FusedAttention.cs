@@ -1,7 +1,6 @@
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
+using static LSVCR.Modeling.CpuKernels;
 using static TorchSharp.torch;
 
 namespace LSVCR.Modeling;
@@ -103,38 +102,14 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
         }
     }
 
-    /// <summary>The per-(example, head) loops. Vectors are 8-float <see cref="Vector256{T}"/> with scalar tails, so
-    /// any head size works; scratch rows are padded to whole vectors.</summary>
+    /// <summary>The per-(example, head) loops; scratch rows are padded to whole vectors.</summary>
     private static unsafe class Kernels
     {
-
-        private static float* Ptr(Tensor t) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(MemoryMarshal.Cast<byte, float>(t.bytes)));
-
-        private static int Pad(int n) => (n + 7) & ~7;
-
-        private static void ForEachExample(int batch, int scratchFloats, Action<int, nint> body)
-        {
-            var threads = Math.Max(1, get_num_threads());
-            if (threads == 1 || batch == 1)
-            {
-                var scratch = new float[scratchFloats];
-                fixed (float* s = scratch) for (var b = 0; b < batch; b++) body(b, (nint)s);
-                return;
-            }
-            Parallel.For(0, batch, new ParallelOptions { MaxDegreeOfParallelism = threads },
-                () => GC.AllocateUninitializedArray<float>(scratchFloats, pinned: true),
-                (b, _, scratch) =>
-                {
-                    fixed (float* s = scratch) body(b, (nint)s);
-                    return scratch;
-                },
-                _ => { });
-        }
 
         public static void Forward(Geometry g, Tensor qT, Tensor kvT, Tensor maskT, Tensor outT, Tensor probsT, ulong seed, double p)
         {
             var args = new Args(g, Ptr(qT), Ptr(kvT), Ptr(maskT), Ptr(probsT), Ptr(outT), null, null, seed, p);
-            ForEachExample(g.Batch, g.HeadDim * Pad(g.Lk) + Pad(g.Lk) + KeepFloats(g), (b, scratch) => ForwardExample(args, b, (float*)scratch));
+            ForEach(g.Batch, g.HeadDim * Pad(g.Lk) + Pad(g.Lk) + KeepFloats(g), (b, scratch) => ForwardExample(args, b, (float*)scratch));
         }
 
         /// <summary>dQ into <paramref name="dQT"/> rows (stride QStride, self: the q columns of dQKV), dK/dV into
@@ -143,7 +118,7 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
         {
             var args = new Args(g, Ptr(qT), Ptr(kvT), null, Ptr(probsT), Ptr(dOutT), Ptr(dQT), Ptr(dKvT), seed, p);
             var pad = Pad(g.Lk);
-            ForEachExample(g.Batch, g.HeadDim * pad + pad + 2 * g.Lq * pad + KeepFloats(g), (b, scratch) => BackwardExample(args, b, (float*)scratch));
+            ForEach(g.Batch, g.HeadDim * pad + pad + 2 * g.Lq * pad + KeepFloats(g), (b, scratch) => BackwardExample(args, b, (float*)scratch));
         }
 
         /// <summary>Scratch for one head's dropout multipliers (see <see cref="KeepBlock"/>).</summary>
@@ -267,14 +242,6 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
             for (var j = 0; j < n; j++) ds[j] = p[j] * (dP[j] - dot) * scale;
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void Multiply(float* x, float* y, float* dst, int n)
-        {
-            var j = 0;
-            for (; j + 8 <= n; j += 8) (Vector256.Load(x + j) * Vector256.Load(y + j)).Store(dst + j);
-            for (; j < n; j++) dst[j] = x[j] * y[j];
-        }
-
         /// <summary>The dropout multipliers of <paramref name="n"/> consecutive elements starting at flat index
         /// <paramref name="first"/> — the same SplitMix64 lanes as <see cref="Dropout.KeepMask"/> — written from
         /// <c>dst[first &amp; 3]</c> on (<paramref name="dst"/> needs n + 3 floats).
@@ -283,89 +250,6 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
         {
             Dropout.WriteKeep(seed, first >> 2, n + (first & 3), threshold, keepScale, dst);
             return dst + (first & 3);
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void RowTimesTransposed(float* x, int n, float* t, int pad, float* dst)
-        {
-            var c = 0;
-            for (; c + 32 <= pad; c += 32)
-            {
-                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-                for (var k = 0; k < n; k++)
-                {
-                    var xv = Vector256.Create(x[k]);
-                    var r = t + k * pad + c;
-                    a0 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(r), a0);
-                    a1 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(r + 8), a1);
-                    a2 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(r + 16), a2);
-                    a3 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(r + 24), a3);
-                }
-                a0.Store(dst + c); a1.Store(dst + c + 8); a2.Store(dst + c + 16); a3.Store(dst + c + 24);
-            }
-            for (; c + 16 <= pad; c += 16)
-            {
-                Vector256<float> a0 = default, a1 = default;
-                for (var k = 0; k < n; k++)
-                {
-                    var xv = Vector256.Create(x[k]);
-                    var r = t + k * pad + c;
-                    a0 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(r), a0);
-                    a1 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(r + 8), a1);
-                }
-                a0.Store(dst + c); a1.Store(dst + c + 8);
-            }
-            for (; c < pad; c += 8)
-            {
-                Vector256<float> a0 = default;
-                for (var k = 0; k < n; k++) a0 = Vector256.FusedMultiplyAdd(Vector256.Create(x[k]), Vector256.Load(t + k * pad + c), a0);
-                a0.Store(dst + c);
-            }
-        }
-
-        /// <summary>dst[0..dh) = Σ_j w[j·ws] · rows[j·stride + 0..dh).</summary>
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void WeightedRowSum(float* w, int ws, int n, float* rows, int stride, int dh, float* dst)
-        {
-            var t = 0;
-            for (; t + 32 <= dh; t += 32)
-            {
-                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-                for (var j = 0; j < n; j++)
-                {
-                    var wv = Vector256.Create(w[(long)j * ws]);
-                    var r = rows + (long)j * stride + t;
-                    a0 = Vector256.FusedMultiplyAdd(wv, Vector256.Load(r), a0);
-                    a1 = Vector256.FusedMultiplyAdd(wv, Vector256.Load(r + 8), a1);
-                    a2 = Vector256.FusedMultiplyAdd(wv, Vector256.Load(r + 16), a2);
-                    a3 = Vector256.FusedMultiplyAdd(wv, Vector256.Load(r + 24), a3);
-                }
-                a0.Store(dst + t); a1.Store(dst + t + 8); a2.Store(dst + t + 16); a3.Store(dst + t + 24);
-            }
-            for (; t + 8 <= dh; t += 8)
-            {
-                Vector256<float> a0 = default;
-                for (var j = 0; j < n; j++) a0 = Vector256.FusedMultiplyAdd(Vector256.Create(w[(long)j * ws]), Vector256.Load(rows + (long)j * stride + t), a0);
-                a0.Store(dst + t);
-            }
-            for (; t < dh; t++)
-            {
-                var sum = 0f;
-                for (var j = 0; j < n; j++) sum = MathF.FusedMultiplyAdd(w[(long)j * ws], rows[(long)j * stride + t], sum);
-                dst[t] = sum;
-            }
-        }
-
-        /// <summary>dst[t, j] = src[j·stride + t] for j &lt; rows, t &lt; cols; columns rows..pad of dst are zero.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void Transpose(float* src, int stride, int rows, int cols, float* dst, int pad)
-        {
-            for (var t = 0; t < cols; t++)
-            {
-                var d = dst + t * pad;
-                for (var j = 0; j < rows; j++) d[j] = src[(long)j * stride + t];
-                for (var j = rows; j < pad; j++) d[j] = 0f;
-            }
         }
     }
 }

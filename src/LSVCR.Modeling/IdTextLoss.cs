@@ -11,8 +11,8 @@ namespace LSVCR.Modeling;
 /// The reference ranks an N×N random matrix per call (O(N²), the step's bottleneck). This draws the same
 /// distribution in O(N·k): positions are randomly permuted and cut into blocks of S = 2k+1; inside a block every
 /// position's S−1 block-mates are a uniformly random (S−1)-subset of the other positions, split by cyclic offset
-/// into the id→text negatives (offsets 1..k) and the disjoint text→id negatives (offsets k+1..2k). Logits come from one
-/// batched matmul [blocks, S, S]; each direction gathers only its k+1 columns (rows) for a fused cross-entropy.
+/// into the id→text negatives (offsets 1..k) and the disjoint text→id negatives (offsets k+1..2k). Both directions
+/// read one band of the block's logits, which <see cref="IdTextKernel"/> computes and differentiates directly.
 /// </para>
 /// <para>
 /// Last partial block: it "borrows" — it is the LAST S entries of the permutation (overlapping the previous block),
@@ -74,29 +74,9 @@ public static class IdTextLoss
         var blocks = layout.Index.shape[0];
         var xb = x.index_select(0, flat).view(blocks, s, -1);
         var yb = y.index_select(0, flat).view(blocks, s, -1);
-        var g = bmm(xb, yb.transpose(1, 2)); // g[b,i,j] = x_i·y_j / T
-        var (idToText, textToId) = BandMasks(s, layout.K1);
-        // id→text: row i over its K1+1 visible columns; text→id: column j over its visible rows. The positive
-        // (the diagonal) is visible in both, so each loss is −log_softmax at the diagonal.
-        var l1 = g.add(idToText).log_softmax(2).diagonal(0, 1, 2);
-        var l2 = g.add(textToId).log_softmax(1).diagonal(0, 1, 2);
-        var owner = layout.Owner.to(ScalarType.Float32);
-        var loss = l1.add(l2).mul_(owner).sum().div(-2.0 * n);
+        // The band of each block's logits both directions read (IdTextKernel): id→text row i over offsets
+        // 0..K1, text→id column j over offsets 0..S−1−K1 before it; the positive is offset 0 in both.
+        var loss = IdTextKernel.Loss(xb, yb, layout.Owner, layout.K1, s - 1 - layout.K1, n);
         return loss.MoveToOuterDisposeScope();
-    }
-
-    /// <summary>Additive masks over a block's [S, S] logits selecting what each direction contrasts: entry (i, j)
-    /// with offset δ = (j − i) mod S is visible to id→text row i iff δ ≤ K1 (its own text and the K1 texts after it)
-    /// and to text→id column j iff δ ≤ S−1−K1 (its own id and the ids at offsets K1+1..S−1 before it). For the
-    /// full block (S = 2·K1 + 1) both are the same band, returned once.</summary>
-    internal static (Tensor IdToText, Tensor TextToId) BandMasks(int s, int k1)
-    {
-        using var scope = NewDisposeScope();
-        var i = arange(s);
-        var delta = i.unsqueeze(0).sub(i.unsqueeze(1)).remainder(s); // δ[i, j] = (j − i) mod S
-        Tensor Band(long last) => delta.le(last).to(ScalarType.Float32).sub_(1f).mul_(-Masks.Hidden).unsqueeze(0);
-        var first = Band(k1).MoveToOuterDisposeScope();
-        var second = s - 1 - k1 == k1 ? first : Band(s - 1 - k1).MoveToOuterDisposeScope();
-        return (first, second);
     }
 }

@@ -85,6 +85,31 @@ public class FusedAttentionTests
         Assert.True(dkv.allclose(kv.grad!, 1e-4, 1e-5), "dkv");
     }
 
+    [Theory]
+    [InlineData(50, 32)] // the reference shape: score rows of 50 keys cover the wide vector blocks
+    [InlineData(37, 8)]
+    public void Long_histories_match_the_reference_formula(int length, int headDim)
+    {
+        const int heads = 2;
+        var d = heads * headDim;
+        using var ids = arange(1, 2 * length + 1).view(2, length).mul(arange(length).lt(length - 5).to(ScalarType.Int64)); // 5 pads each
+        using var mask = Masks.Causal(ids);
+        manual_seed(4);
+        using var qkv = randn(2, length, 3 * d).requires_grad_(true);
+        using var upstream = randn(2, length, d);
+        manual_seed(8);
+        using var fused = FusedAttention.Self(qkv, mask, heads, 0.3);
+        fused.mul(upstream).sum().backward();
+        using var fusedGrad = qkv.grad!.clone();
+        qkv.grad!.zero_();
+        manual_seed(8);
+        var parts = qkv.split(d, -1);
+        using var reference = Reference(parts[0], parts[1], parts[2], mask, heads, 0.3);
+        reference.mul(upstream).sum().backward();
+        Assert.True(fused.allclose(reference, 1e-4, 1e-5), $"forward max diff {fused.sub(reference).abs().max().item<float>()}");
+        Assert.True(fusedGrad.allclose(qkv.grad!, 1e-4, 1e-5), $"backward max diff {fusedGrad.sub(qkv.grad!).abs().max().item<float>()}");
+    }
+
     [Fact]
     public void A_single_query_attends_like_the_comm_rank_head()
     {

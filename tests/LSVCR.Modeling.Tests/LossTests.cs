@@ -91,6 +91,50 @@ public class LossTests
         Assert.Equal(Math.Log(1 + Math.Exp(-2)), l5.item<float>(), 1e-5);
     }
 
+    /// <summary>The id–text block loss written with libtorch ops over whole [S, S] blocks: each direction's visible
+    /// logits selected by an additive band mask, −log_softmax at the diagonal.</summary>
+    private static Tensor BandReference(Tensor id, Tensor text, IdTextLoss.Layout layout, double t)
+    {
+        var x = F.normalize(id, dim: -1).div(t);
+        var y = F.normalize(text, dim: -1);
+        var (s, blocks) = (layout.BlockSize, layout.Index.shape[0]);
+        var xb = x.index_select(0, layout.Index.view(-1)).view(blocks, s, -1);
+        var yb = y.index_select(0, layout.Index.view(-1)).view(blocks, s, -1);
+        var g = bmm(xb, yb.transpose(1, 2));
+        var i = arange(s);
+        var delta = i.unsqueeze(0).sub(i.unsqueeze(1)).remainder(s); // (j − i) mod S
+        Tensor Band(long last) => delta.le(last).to(ScalarType.Float32).sub(1f).mul(1e6f);
+        var l1 = g.add(Band(layout.K1)).log_softmax(2).diagonal(0, 1, 2);
+        var l2 = g.add(Band(s - 1 - layout.K1)).log_softmax(1).diagonal(0, 1, 2);
+        return l1.add(l2).mul(layout.Owner.to(ScalarType.Float32)).sum().div(-2.0 * id.shape[0]);
+    }
+
+    [Theory]
+    [InlineData(450)] // two full blocks of 199 and a borrowed one
+    [InlineData(37)]  // one block, 18 + 18 negatives
+    [InlineData(38)]  // one block, 18 id→text + 19 text→id negatives
+    public void Id_text_loss_and_gradients_match_the_band_masked_block_formula(int n)
+    {
+        manual_seed(6);
+        using var id = randn(n, 16).requires_grad_(true);
+        using var text = randn(n, 16).requires_grad_(true);
+        using var g1 = new Generator(3);
+        using var fast = IdTextLoss.Compute(id, text, RecCom.IdTextNegatives, 0.07, g1);
+        fast.backward();
+        using var dId = id.grad!.clone();
+        using var dText = text.grad!.clone();
+        id.grad!.zero_();
+        text.grad!.zero_();
+
+        using var g2 = new Generator(3);
+        using var layout = IdTextLoss.Sample(n, RecCom.IdTextNegatives, g2);
+        using var reference = BandReference(id, text, layout, 0.07);
+        reference.backward();
+        Assert.Equal(reference.item<float>(), fast.item<float>(), 1e-4);
+        Assert.True(dId.allclose(id.grad!, 1e-3, 1e-6), $"d id max diff {dId.sub(id.grad!).abs().max().item<float>()}");
+        Assert.True(dText.allclose(text.grad!, 1e-3, 1e-6), $"d text max diff {dText.sub(text.grad!).abs().max().item<float>()}");
+    }
+
     [Fact]
     public void Id_text_loss_equals_the_per_position_cross_entropy_on_the_drawn_negatives()
     {
@@ -274,6 +318,10 @@ public class LossTests
         y.sum().backward();
         using var expected = y.detach().div(x.detach());
         Assert.True(x.grad!.allclose(expected, 1e-5, 1e-6));
+        manual_seed(3);
+        using var again = randn(1000);
+        using var mask = Dropout.KeepMask([1000], 0.3); // the same draw: forward, backward and KeepMask agree
+        Assert.True(x.grad!.equal(mask).all().item<bool>());
     }
 }
 
