@@ -21,7 +21,8 @@ internal static unsafe class CpuKernels
     public static int Pad(int n) => (n + 7) & ~7;
 
     /// <summary>Runs <paramref name="body"/>(item, scratch) for every item, on as many threads as libtorch uses
-    /// (<c>get_num_threads</c>), each thread with its own pinned scratch of <paramref name="scratchFloats"/>.</summary>
+    /// (<c>get_num_threads</c>), each thread with its own pinned scratch of <paramref name="scratchFloats"/>. Items
+    /// go out in runs of consecutive items (about eight runs per thread) so scheduling stays off the profile.</summary>
     public static void ForEach(int items, int scratchFloats, Action<int, nint> body)
     {
         var threads = Math.Max(1, get_num_threads());
@@ -31,11 +32,14 @@ internal static unsafe class CpuKernels
             fixed (float* s = scratch) for (var i = 0; i < items; i++) body(i, (nint)s);
             return;
         }
-        Parallel.For(0, items, new ParallelOptions { MaxDegreeOfParallelism = threads },
+        var run = Math.Max(1, items / (8 * threads));
+        var runs = (items + run - 1) / run;
+        Parallel.For(0, runs, new ParallelOptions { MaxDegreeOfParallelism = threads },
             () => GC.AllocateUninitializedArray<float>(scratchFloats, pinned: true),
-            (i, _, scratch) =>
+            (r, _, scratch) =>
             {
-                fixed (float* s = scratch) body(i, (nint)s);
+                fixed (float* s = scratch)
+                    for (var i = r * run; i < Math.Min(items, (r + 1) * run); i++) body(i, (nint)s);
                 return scratch;
             },
             _ => { });

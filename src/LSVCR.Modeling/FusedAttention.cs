@@ -1,5 +1,6 @@
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using static LSVCR.Modeling.CpuKernels;
 using static TorchSharp.torch;
 
@@ -219,27 +220,38 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void Softmax(float* s, int n, float scale, float* mask, float* probs)
         {
-            var max = float.NegativeInfinity;
-            for (var j = 0; j < n; j++)
+            var j = 0;
+            var maxV = Vector256.Create(float.NegativeInfinity);
+            var scaleV = Vector256.Create(scale);
+            for (; j + 8 <= n; j += 8)
             {
-                var v = s[j] * scale + mask[j]; // two roundings, as mul_ then add_ (no FMA contraction in .NET)
+                var v = Vector256.Load(s + j) * scaleV + Vector256.Load(mask + j); // two roundings, as mul_ then add_
+                v.Store(s + j);
+                maxV = Vector256.Max(maxV, v);
+            }
+            var max = float.NegativeInfinity;
+            for (var l = 0; l < Vector256<float>.Count; l++) max = MathF.Max(max, maxV.GetElement(l));
+            for (; j < n; j++)
+            {
+                var v = s[j] * scale + mask[j];
                 s[j] = v;
                 if (v > max) max = v;
             }
-            for (var j = 0; j < n; j++) s[j] -= max;
             var row = new Span<float>(s, n);
+            TensorPrimitives.Subtract(row, max, row);
             TensorPrimitives.Exp(row, row);
-            var inv = 1f / TensorPrimitives.Sum(row);
-            for (var j = 0; j < n; j++) probs[j] = s[j] * inv;
+            TensorPrimitives.Multiply(row, 1f / TensorPrimitives.Sum(row), new Span<float>(probs, n));
         }
 
         /// <summary>ds = P ⊙ (dP − Σ P·dP) · scale (softmax backward, then the 1/√dh of the scores).</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void SoftmaxBackward(float* p, float* dP, int n, float scale, float* ds)
         {
-            var dot = 0f;
-            for (var j = 0; j < n; j++) dot += p[j] * dP[j];
-            for (var j = 0; j < n; j++) ds[j] = p[j] * (dP[j] - dot) * scale;
+            var dot = TensorPrimitives.Dot(new ReadOnlySpan<float>(p, n), new ReadOnlySpan<float>(dP, n));
+            var (dotV, scaleV) = (Vector256.Create(dot), Vector256.Create(scale));
+            var j = 0;
+            for (; j + 8 <= n; j += 8) (Vector256.Load(p + j) * (Vector256.Load(dP + j) - dotV) * scaleV).Store(ds + j);
+            for (; j < n; j++) ds[j] = p[j] * (dP[j] - dot) * scale;
         }
 
         /// <summary>The dropout multipliers of <paramref name="n"/> consecutive elements starting at flat index
