@@ -32,7 +32,7 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
     {
         if (xb.dtype != ScalarType.Float32 || yb.dtype != ScalarType.Float32 || xb.dim() != 3 || !xb.shape.SequenceEqual(yb.shape))
             throw new ArgumentException("IdTextKernel needs float32 [blocks, S, d] id and text blocks of one shape.");
-        if (k1 < 1 || k2 < k1 || k2 >= xb.shape[1]) throw new ArgumentException($"IdTextKernel: offsets k1={k1}, k2={k2} do not fit blocks of {xb.shape[1]}.");
+        if (k1 < 0 || k2 < k1 || k2 < 1 || k2 >= xb.shape[1]) throw new ArgumentException($"IdTextKernel: offsets k1={k1}, k2={k2} do not fit blocks of {xb.shape[1]}.");
         return apply(xb.contiguous(), yb.contiguous(), owner.to(ScalarType.Float32).contiguous(), new Spec(k1, k2, positions));
     }
 

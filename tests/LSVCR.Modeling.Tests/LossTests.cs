@@ -113,6 +113,8 @@ public class LossTests
     [InlineData(450)] // two full blocks of 199 and a borrowed one
     [InlineData(37)]  // one block, 18 + 18 negatives
     [InlineData(38)]  // one block, 18 id→text + 19 text→id negatives
+    [InlineData(2)]   // one block of two: no id→text negative, one text→id negative
+    [InlineData(3)]
     public void Id_text_loss_and_gradients_match_the_band_masked_block_formula(int n)
     {
         manual_seed(6);
