@@ -63,9 +63,19 @@ internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Ten
         }
         else
         {
-            var qh = query.forward(q).view(b, lq, _heads, dh).transpose(1, 2);
-            var kh = key.forward(kv).view(b, lk, _heads, dh).transpose(1, 2);
-            var vh = value.forward(kv).view(b, lk, _heads, dh).transpose(1, 2);
+            Tensor qh, kh, vh;
+            if (ReferenceEquals(q, kv))
+            {
+                var qkv = F.linear(q, cat([query.weight!, key.weight!, value.weight!], 0), cat([query.bias!, key.bias!, value.bias!], 0))
+                    .view(b, lq, 3, _heads, dh).permute(2, 0, 3, 1, 4);
+                (qh, kh, vh) = (qkv[0], qkv[1], qkv[2]);
+            }
+            else
+            {
+                qh = query.forward(q).view(b, lq, _heads, dh).transpose(1, 2);
+                kh = key.forward(kv).view(b, lk, _heads, dh).transpose(1, 2);
+                vh = value.forward(kv).view(b, lk, _heads, dh).transpose(1, 2);
+            }
             ctx = F.scaled_dot_product_attention(qh, kh, vh, mask) // fused kernel, same math without dropout
                 .transpose(1, 2).reshape(b, lq, d);
         }
