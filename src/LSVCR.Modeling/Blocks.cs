@@ -47,14 +47,10 @@ internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Ten
         Tensor ctx;
         if (training)
         {
-            // The attention core as one hand-written autograd node (FusedAttention: same arithmetic as the
-            // written-out formula below, dropout included), reading q/k/v in place from the projections.
+            // The attention core as one hand-written autograd node (FusedAttention: softmax(QKᵀ/√dh + mask),
+            // attention dropout, ·V), reading q/k/v in place from the projections.
             if (ReferenceEquals(q, kv))
-            {
-                // Self-attention: one [d, 3d] GEMM instead of three [d, d] ones (same parameters, same result).
-                var qkv = F.linear(q, cat([query.weight!, key.weight!, value.weight!], 0), cat([query.bias!, key.bias!, value.bias!], 0));
-                ctx = FusedAttention.Self(qkv, mask, _heads, _attentionDropout);
-            }
+                ctx = FusedAttention.Self(ProjectQkv(q), mask, _heads, _attentionDropout);
             else
             {
                 var kvProjected = F.linear(kv, cat([key.weight!, value.weight!], 0), cat([key.bias!, value.bias!], 0));
@@ -66,8 +62,7 @@ internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Ten
             Tensor qh, kh, vh;
             if (ReferenceEquals(q, kv))
             {
-                var qkv = F.linear(q, cat([query.weight!, key.weight!, value.weight!], 0), cat([query.bias!, key.bias!, value.bias!], 0))
-                    .view(b, lq, 3, _heads, dh).permute(2, 0, 3, 1, 4);
+                var qkv = ProjectQkv(q).view(b, lq, 3, _heads, dh).permute(2, 0, 3, 1, 4);
                 (qh, kh, vh) = (qkv[0], qkv[1], qkv[2]);
             }
             else
@@ -82,6 +77,11 @@ internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Ten
         var h = Dropout.Apply(out_linear.forward(ctx), _hiddenDropout, training);
         return LayerNorm.forward(h.add_(q)).MoveToOuterDisposeScope();
     }
+
+    /// <summary>Self-attention's q | k | v per row, [B, L, 3d]: one [d, 3d] GEMM instead of three [d, d] ones
+    /// (same parameters, same result).</summary>
+    private Tensor ProjectQkv(Tensor x) =>
+        F.linear(x, cat([query.weight!, key.weight!, value.weight!], 0), cat([query.bias!, key.bias!, value.bias!], 0));
 }
 
 /// <summary>FFN: LayerNorm(Dropout(linear_2(GELU(linear_1(x)))) + x).</summary>

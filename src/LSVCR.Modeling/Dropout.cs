@@ -40,6 +40,9 @@ internal static class Dropout
 
     internal static ushort Threshold(double p) => (ushort)Math.Clamp(Math.Round(p * 65536), 0, 65535);
 
+    /// <summary>The multiplier of a kept element, 1/(1−p) (1 without dropout).</summary>
+    internal static float KeepScale(double p) => p > 0 ? (float)(1.0 / (1.0 - p)) : 1f;
+
     /// <summary>One 64-bit seed from torch's global generator (two draws of 32 bits: randint's bound is exclusive).</summary>
     internal static ulong NextSeed()
     {
@@ -78,7 +81,7 @@ internal static class Dropout
     private static unsafe void Run(Tensor dst, Tensor? src, Spec spec)
     {
         var n = dst.numel();
-        var (threshold, scale) = (Threshold(spec.P), (float)(1.0 / (1.0 - spec.P)));
+        var (threshold, scale) = (Threshold(spec.P), KeepScale(spec.P));
         var d = (nint)CpuKernels.Ptr(dst);
         var s = src is null ? 0 : (nint)CpuKernels.Ptr(src);
         var words = (n + 3) / 4;
@@ -89,11 +92,7 @@ internal static class Dropout
             var count = Math.Min(n, (first + ChunkWords) * 4) - first * 4;
             WriteKeep(spec.Seed, first, count, threshold, scale, (float*)d + first * 4, s == 0 ? null : (float*)s + first * 4);
         }
-        var threads = Math.Max(1, get_num_threads());
-        if (chunks == 1 || threads == 1)
-            for (var c = 0; c < chunks; c++) Chunk(c);
-        else
-            Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads }, Chunk);
+        CpuKernels.ForEach(chunks, 0, (c, _) => Chunk(c));
     }
 
     /// <summary>Writes the multipliers (0 or <paramref name="scale"/>) of the <paramref name="count"/> elements
@@ -112,8 +111,8 @@ internal static class Dropout
         for (; i + 16 <= count; i += 16, z0 += four)
         {
             var z = z0;
-            z = (z ^ Vector256.ShiftRightLogical(z, 30)) * Vector256.Create(0xBF58476D1CE4E5B9UL);
-            z = (z ^ Vector256.ShiftRightLogical(z, 27)) * Vector256.Create(0x94D049BB133111EBUL);
+            z = (z ^ Vector256.ShiftRightLogical(z, 30)) * Vector256.Create(Mix1);
+            z = (z ^ Vector256.ShiftRightLogical(z, 27)) * Vector256.Create(Mix2);
             z ^= Vector256.ShiftRightLogical(z, 31);
             var (lo, hi) = Vector256.Widen(Vector256.GreaterThanOrEqual(z.AsUInt16(), thr).AsInt16());
             var m0 = Vector256.ConditionalSelect(lo.AsSingle(), keepScale, Vector256<float>.Zero);
@@ -138,12 +137,13 @@ internal static class Dropout
     }
 
     internal const ulong Golden = 0x9E3779B97F4A7C15UL;
+    private const ulong Mix1 = 0xBF58476D1CE4E5B9UL, Mix2 = 0x94D049BB133111EBUL;
 
-    /// <summary>SplitMix64's output function (Stafford's Mix13 variant).</summary>
+    /// <summary>SplitMix64's output function (Stafford's Mix13 variant); <see cref="WriteKeep"/> has it vectorised.</summary>
     internal static ulong Mix(ulong z)
     {
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        z = (z ^ (z >> 30)) * Mix1;
+        z = (z ^ (z >> 27)) * Mix2;
         return z ^ (z >> 31);
     }
 }

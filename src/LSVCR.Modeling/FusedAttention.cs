@@ -106,7 +106,6 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
     /// <summary>The per-(example, head) loops; scratch rows are padded to whole vectors.</summary>
     private static unsafe class Kernels
     {
-
         public static void Forward(Geometry g, Tensor qT, Tensor kvT, Tensor maskT, Tensor outT, Tensor probsT, ulong seed, double p)
         {
             var args = new Args(g, Ptr(qT), Ptr(kvT), Ptr(maskT), Ptr(probsT), Ptr(outT), null, null, seed, p);
@@ -133,7 +132,7 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
             public readonly ulong Seed = seed;
             public readonly bool Drop = p > 0;
             public readonly ushort Threshold = Dropout.Threshold(p);
-            public readonly float KeepScale = p > 0 ? (float)(1.0 / (1.0 - p)) : 1f;
+            public readonly float KeepScale = Dropout.KeepScale(p);
             public readonly float Scale = (float)(1.0 / Math.Sqrt(g.HeadDim));
         }
 
@@ -157,7 +156,7 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
                     var maskRow = a.Mask + ((long)b * g.MaskRows + (g.MaskRows == 1 ? 0 : i)) * g.Lk;
                     var row = (long)(b * g.Heads + h) * g.Lq + i;
                     var pRow = a.Probs + row * g.Lk;
-                    RowTimesTransposed(qRow, g.HeadDim, kt, pad, s);
+                    WeightedRowSum(qRow, 1, g.HeadDim, kt, pad, pad, s);         // s = q_i · Kᵀ
                     Softmax(s, g.Lk, a.Scale, maskRow, pRow);
                     var weights = pRow;
                     if (a.Drop)
@@ -195,7 +194,7 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
                     var w = weights + i * pad;
                     var ds = dS + i * pad;
                     // d(P ⊙ keep)_ij = dO_i · V_j, dP = that ⊙ keep.
-                    RowTimesTransposed(doBase + (long)i * g.D, dh, vt, pad, dP);
+                    WeightedRowSum(doBase + (long)i * g.D, 1, dh, vt, pad, pad, dP);
                     if (a.Drop)
                     {
                         Multiply(pRow, keep + i * lk, w, lk);

@@ -91,7 +91,7 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
                 var src = y + (long)(c % g.S) * g.D;
                 for (var t = 0; t < g.D; t++) yt[(long)t * g.DoubledRows + c] = src[t];
             }
-            for (var i = 0; i < g.S; i++) RowTimesTransposed(x + (long)i * g.D, g.D, yt + i, g.DoubledRows, g.Wp, b + (long)i * g.Wp);
+            for (var i = 0; i < g.S; i++) WeightedRowSum(x + (long)i * g.D, 1, g.D, yt + i, g.DoubledRows, g.Wp, b + (long)i * g.Wp);
             var o = (float*)owner + (long)blk * g.S;
             var sum = 0.0;
             for (var i = 0; i < g.S; i++)
@@ -130,15 +130,13 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
                 // id→text row i: softmax over offsets 0..K1 minus the positive.
                 var row = b + (long)i * g.Wp;
                 var dRow = dB + (long)i * g.Wp;
-                TensorPrimitives.Subtract(new ReadOnlySpan<float>(row, g.K1 + 1), lse1[i], new Span<float>(tmp, g.K1 + 1));
-                TensorPrimitives.Exp(new ReadOnlySpan<float>(tmp, g.K1 + 1), new Span<float>(tmp, g.K1 + 1));
-                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(tmp, g.K1 + 1), w, new ReadOnlySpan<float>(dRow, g.K1 + 1), new Span<float>(dRow, g.K1 + 1));
+                new Span<float>(row, g.K1 + 1).CopyTo(new Span<float>(tmp, g.K1 + 1));
+                ScaledSoftmax(tmp, g.K1 + 1, lse1[i], w);
+                TensorPrimitives.Add(new ReadOnlySpan<float>(tmp, g.K1 + 1), new ReadOnlySpan<float>(dRow, g.K1 + 1), new Span<float>(dRow, g.K1 + 1));
                 dRow[0] -= w;
                 // text→id column i: entries B[i − δ, δ], softmax over δ = 0..K2 minus the positive.
                 Diagonal(b, i, g, tmp);
-                TensorPrimitives.Subtract(new ReadOnlySpan<float>(tmp, g.K2 + 1), lse2[i], new Span<float>(tmp, g.K2 + 1));
-                TensorPrimitives.Exp(new ReadOnlySpan<float>(tmp, g.K2 + 1), new Span<float>(tmp, g.K2 + 1));
-                TensorPrimitives.Multiply(new ReadOnlySpan<float>(tmp, g.K2 + 1), w, new Span<float>(tmp, g.K2 + 1));
+                ScaledSoftmax(tmp, g.K2 + 1, lse2[i], w);
                 AddToDiagonal(dB, i, g, tmp);
                 dRow[0] -= w;
             }
@@ -174,6 +172,15 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
         var d = 0;
         for (; d <= g.K2 && d <= j; d++, p -= g.Wp - 1) *p += v[d];
         for (p += (long)g.S * g.Wp; d <= g.K2; d++, p -= g.Wp - 1) *p += v[d];
+    }
+
+    /// <summary>v[0..n) ← w · exp(v − lse): the softmax of logits whose log-sum-exp is <paramref name="lse"/>, scaled.</summary>
+    private static unsafe void ScaledSoftmax(float* v, int n, float lse, float w)
+    {
+        var span = new Span<float>(v, n);
+        TensorPrimitives.Subtract(span, lse, span);
+        TensorPrimitives.Exp(span, span);
+        TensorPrimitives.Multiply(span, w, span);
     }
 
     /// <summary>log Σ exp(v[0..n)), with the maximum subtracted first; <paramref name="tmp"/> may alias v.</summary>

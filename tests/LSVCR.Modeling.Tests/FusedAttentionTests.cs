@@ -19,6 +19,43 @@ public class FusedAttentionTests
 
     private static Tensor PadMask(long[,] ids) => Masks.Bidirectional(tensor(ids));
 
+    /// <summary>Seeds torch, runs <paramref name="f"/>, backpropagates ⟨f(), upstream⟩ and returns the output with the
+    /// inputs' gradients (which are reset for the next run).</summary>
+    private static (Tensor Output, Tensor[] Grads) Run(int seed, Func<Tensor> f, Tensor upstream, params Tensor[] inputs)
+    {
+        manual_seed(seed);
+        var output = f();
+        output.mul(upstream).sum().backward();
+        var grads = inputs.Select(t => t.grad!.clone()).ToArray();
+        foreach (var t in inputs) t.grad!.zero_();
+        return (output, grads);
+    }
+
+    private static void AssertClose(Tensor actual, Tensor expected, string what) =>
+        Assert.True(actual.allclose(expected, 1e-4, 1e-5), $"{what} max diff {actual.sub(expected).abs().max().item<float>()}");
+
+    /// <summary>Self-attention over the histories <paramref name="ids"/> (causal mask) against the reference, forward
+    /// and gradient, with the same dropout draw. Returns the fused output and the q | k | v input.</summary>
+    private static (Tensor Fused, Tensor Qkv) AssertSelfAttentionMatches(Tensor ids, int headDim, double p)
+    {
+        const int heads = 2;
+        var d = heads * headDim;
+        var (b, l) = (ids.shape[0], ids.shape[1]);
+        using var mask = Masks.Causal(ids);
+        manual_seed(11);
+        var qkv = randn(b, l, 3 * d).requires_grad_(true);
+        using var upstream = randn(b, l, d);
+        var (fused, fusedGrad) = Run(99, () => FusedAttention.Self(qkv, mask, heads, p), upstream, qkv);
+        var (reference, referenceGrad) = Run(99, () =>
+        {
+            var parts = qkv.split(d, -1);
+            return Reference(parts[0], parts[1], parts[2], mask, heads, p);
+        }, upstream, qkv);
+        AssertClose(fused, reference, "forward");
+        AssertClose(fusedGrad[0], referenceGrad[0], "backward");
+        return (fused, qkv);
+    }
+
     [Theory]
     [InlineData(4, 0.0)]
     [InlineData(4, 0.3)]
@@ -27,30 +64,13 @@ public class FusedAttentionTests
     [InlineData(40, 0.5)]
     public void Self_attention_matches_the_reference_formula_forward_and_backward(int headDim, double p)
     {
-        const int heads = 2;
-        var d = heads * headDim;
         // Example 2 is all pad: its causal rows are fully masked and must stay finite, as in the reference.
-        var ids = tensor(new long[,] { { 1, 2, 3, 4, 5, 6, 7 }, { 3, 4, 0, 0, 0, 0, 0 }, { 0, 0, 0, 0, 0, 0, 0 } });
-        using var mask = Masks.Causal(ids);
-        manual_seed(11);
-        using var qkv = randn(3, 7, 3 * d).requires_grad_(true);
-        using var upstream = randn(3, 7, d);
-
-        manual_seed(99);
-        using var fused = FusedAttention.Self(qkv, mask, heads, p);
-        fused.mul(upstream).sum().backward();
-        using var fusedGrad = qkv.grad!.clone();
-        qkv.grad!.zero_();
-
-        manual_seed(99);
-        var parts = qkv.split(d, -1);
-        using var reference = Reference(parts[0], parts[1], parts[2], mask, heads, p);
-        reference.mul(upstream).sum().backward();
-
-        Assert.True(fused.allclose(reference, 1e-4, 1e-5), $"forward max diff {fused.sub(reference).abs().max().item<float>()}");
-        Assert.True(fusedGrad.allclose(qkv.grad!, 1e-4, 1e-5), $"backward max diff {fusedGrad.sub(qkv.grad!).abs().max().item<float>()}");
+        using var ids = tensor(new long[,] { { 1, 2, 3, 4, 5, 6, 7 }, { 3, 4, 0, 0, 0, 0, 0 }, { 0, 0, 0, 0, 0, 0, 0 } });
+        var (fused, qkv) = AssertSelfAttentionMatches(ids, headDim, p);
         Assert.False(fused.isnan().any().item<bool>());
-        if (p > 0) Assert.True(fused.ne(Reference(parts[0], parts[1], parts[2], mask, heads, 0)).any().item<bool>(), "dropout changed nothing");
+        var parts = qkv.split(2 * headDim, -1);
+        using var mask = Masks.Causal(ids);
+        if (p > 0) Assert.True(fused.ne(Reference(parts[0], parts[1], parts[2], mask, 2, 0)).any().item<bool>(), "dropout changed nothing");
     }
 
     [Theory]
@@ -67,22 +87,16 @@ public class FusedAttentionTests
         using var kv = randn(2, 5, 2 * d).requires_grad_(true);
         using var upstream = randn(2, 4, d);
 
-        manual_seed(7);
-        using var fused = FusedAttention.Cross(q, kv, mask, heads, p);
-        fused.mul(upstream).sum().backward();
-        using var dq = q.grad!.clone();
-        using var dkv = kv.grad!.clone();
-        q.grad!.zero_();
-        kv.grad!.zero_();
+        var (fused, fusedGrads) = Run(7, () => FusedAttention.Cross(q, kv, mask, heads, p), upstream, q, kv);
+        var (reference, referenceGrads) = Run(7, () =>
+        {
+            var parts = kv.split(d, -1);
+            return Reference(q, parts[0], parts[1], mask, heads, p);
+        }, upstream, q, kv);
 
-        manual_seed(7);
-        var parts = kv.split(d, -1);
-        using var reference = Reference(q, parts[0], parts[1], mask, heads, p);
-        reference.mul(upstream).sum().backward();
-
-        Assert.True(fused.allclose(reference, 1e-4, 1e-5), $"forward max diff {fused.sub(reference).abs().max().item<float>()}");
-        Assert.True(dq.allclose(q.grad!, 1e-4, 1e-5), "dq");
-        Assert.True(dkv.allclose(kv.grad!, 1e-4, 1e-5), "dkv");
+        AssertClose(fused, reference, "forward");
+        AssertClose(fusedGrads[0], referenceGrads[0], "dq");
+        AssertClose(fusedGrads[1], referenceGrads[1], "dkv");
     }
 
     [Theory]
@@ -90,24 +104,8 @@ public class FusedAttentionTests
     [InlineData(37, 8)]
     public void Long_histories_match_the_reference_formula(int length, int headDim)
     {
-        const int heads = 2;
-        var d = heads * headDim;
         using var ids = arange(1, 2 * length + 1).view(2, length).mul(arange(length).lt(length - 5).to(ScalarType.Int64)); // 5 pads each
-        using var mask = Masks.Causal(ids);
-        manual_seed(4);
-        using var qkv = randn(2, length, 3 * d).requires_grad_(true);
-        using var upstream = randn(2, length, d);
-        manual_seed(8);
-        using var fused = FusedAttention.Self(qkv, mask, heads, 0.3);
-        fused.mul(upstream).sum().backward();
-        using var fusedGrad = qkv.grad!.clone();
-        qkv.grad!.zero_();
-        manual_seed(8);
-        var parts = qkv.split(d, -1);
-        using var reference = Reference(parts[0], parts[1], parts[2], mask, heads, 0.3);
-        reference.mul(upstream).sum().backward();
-        Assert.True(fused.allclose(reference, 1e-4, 1e-5), $"forward max diff {fused.sub(reference).abs().max().item<float>()}");
-        Assert.True(fusedGrad.allclose(qkv.grad!, 1e-4, 1e-5), $"backward max diff {fusedGrad.sub(qkv.grad!).abs().max().item<float>()}");
+        AssertSelfAttentionMatches(ids, headDim, 0.3);
     }
 
     [Fact]
