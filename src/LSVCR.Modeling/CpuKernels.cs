@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using static TorchSharp.torch;
 
 namespace LSVCR.Modeling;
@@ -43,6 +44,20 @@ internal static unsafe class CpuKernels
                 return scratch;
             },
             _ => { });
+    }
+
+    /// <summary>A lane mask (for Avx512F.MaskLoad/MaskStore) selecting the first <paramref name="count"/> of 16 lanes.</summary>
+    public static Vector512<float> Tail(int count) =>
+        Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(count)).AsSingle();
+
+    /// <summary>The largest lane, by halving (a lane-by-lane loop over GetElement goes through memory).</summary>
+    public static float HorizontalMax(Vector512<float> v)
+    {
+        var h = Vector256.Max(v.GetLower(), v.GetUpper());
+        var q = Vector128.Max(h.GetLower(), h.GetUpper());
+        q = Vector128.Max(q, Vector128.Shuffle(q, Vector128.Create(2, 3, 0, 1)));
+        q = Vector128.Max(q, Vector128.Shuffle(q, Vector128.Create(1, 0, 3, 2)));
+        return q.ToScalar();
     }
 
     /// <summary>dst[0..n) = x ⊙ y.</summary>
@@ -192,15 +207,151 @@ internal static unsafe class CpuKernels
         }
     }
 
-    /// <summary>dst[t, j] = src[j·stride + t] for j &lt; rows, t &lt; cols; columns rows..pad of dst are zero.</summary>
+    /// <summary>
+    /// C[m·cs + n] = Σ_k A[m·ams + k·aks] · B[k·bs + n] for m &lt; M, n &lt; N: a small GEMM of matrices that sit in
+    /// L1/L2 (one attention head, one id–text block), with A read element-wise at any strides (so Aᵀ costs nothing)
+    /// and B and C row-major. Tiles of 4 rows × 64 columns or 8 rows × 32|16 columns keep 16 (8) accumulators in
+    /// registers and reuse every B load across the tile's rows: row-at-a-time <see cref="WeightedRowSum"/> is bound by
+    /// its loads and FMA latency at about a third of this speed. Row and column remainders go to WeightedRowSum.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Transpose(float* src, int stride, int rows, int cols, float* dst, int pad)
+    public static void Gemm(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int rows, int cols, int depth)
     {
-        for (var t = 0; t < cols; t++)
+        var n = 0;
+        if (Vector512.IsHardwareAccelerated)
         {
-            var d = dst + t * pad;
-            for (var j = 0; j < rows; j++) d[j] = src[(long)j * stride + t];
-            for (var j = rows; j < pad; j++) d[j] = 0f;
+            for (; n + 64 <= cols; n += 64)
+            {
+                var m = 0;
+                for (; m + 4 <= rows; m += 4) Tile4x64(a + (long)m * ams, ams, aks, b + n, bs, c + (long)m * cs + n, cs, depth);
+                for (; m < rows; m++) WeightedRowSum(a + (long)m * ams, aks, depth, b + n, bs, 64, c + (long)m * cs + n);
+            }
+            for (; n + 32 <= cols; n += 32)
+            {
+                var m = 0;
+                for (; m + 8 <= rows; m += 8) Tile8x32(a + (long)m * ams, ams, aks, b + n, bs, c + (long)m * cs + n, cs, depth);
+                for (; m < rows; m++) WeightedRowSum(a + (long)m * ams, aks, depth, b + n, bs, 32, c + (long)m * cs + n);
+            }
+            for (; n + 16 <= cols; n += 16)
+            {
+                var m = 0;
+                for (; m + 8 <= rows; m += 8) Tile8x16(a + (long)m * ams, ams, aks, b + n, bs, c + (long)m * cs + n, cs, depth);
+                for (; m < rows; m++) WeightedRowSum(a + (long)m * ams, aks, depth, b + n, bs, 16, c + (long)m * cs + n);
+            }
+        }
+        if (n < cols)
+            for (var m = 0; m < rows; m++) WeightedRowSum(a + (long)m * ams, aks, depth, b + n, bs, cols - n, c + (long)m * cs + n);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tile4x64(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int depth)
+    {
+        Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
+        Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
+        Vector512<float> c20 = default, c21 = default, c22 = default, c23 = default;
+        Vector512<float> c30 = default, c31 = default, c32 = default, c33 = default;
+        var (a1, a2, a3) = ((long)ams, 2L * ams, 3L * ams);
+        for (var k = 0; k < depth; k++)
+        {
+            var bp = b + (long)k * bs;
+            var ap = a + (long)k * aks;
+            var (b0, b1, b2, b3) = (Vector512.Load(bp), Vector512.Load(bp + 16), Vector512.Load(bp + 32), Vector512.Load(bp + 48));
+            var w = Vector512.Create(ap[0]);
+            c00 = Vector512.FusedMultiplyAdd(w, b0, c00); c01 = Vector512.FusedMultiplyAdd(w, b1, c01);
+            c02 = Vector512.FusedMultiplyAdd(w, b2, c02); c03 = Vector512.FusedMultiplyAdd(w, b3, c03);
+            w = Vector512.Create(ap[a1]);
+            c10 = Vector512.FusedMultiplyAdd(w, b0, c10); c11 = Vector512.FusedMultiplyAdd(w, b1, c11);
+            c12 = Vector512.FusedMultiplyAdd(w, b2, c12); c13 = Vector512.FusedMultiplyAdd(w, b3, c13);
+            w = Vector512.Create(ap[a2]);
+            c20 = Vector512.FusedMultiplyAdd(w, b0, c20); c21 = Vector512.FusedMultiplyAdd(w, b1, c21);
+            c22 = Vector512.FusedMultiplyAdd(w, b2, c22); c23 = Vector512.FusedMultiplyAdd(w, b3, c23);
+            w = Vector512.Create(ap[a3]);
+            c30 = Vector512.FusedMultiplyAdd(w, b0, c30); c31 = Vector512.FusedMultiplyAdd(w, b1, c31);
+            c32 = Vector512.FusedMultiplyAdd(w, b2, c32); c33 = Vector512.FusedMultiplyAdd(w, b3, c33);
+        }
+        c00.Store(c); c01.Store(c + 16); c02.Store(c + 32); c03.Store(c + 48); c += cs;
+        c10.Store(c); c11.Store(c + 16); c12.Store(c + 32); c13.Store(c + 48); c += cs;
+        c20.Store(c); c21.Store(c + 16); c22.Store(c + 32); c23.Store(c + 48); c += cs;
+        c30.Store(c); c31.Store(c + 16); c32.Store(c + 32); c33.Store(c + 48);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tile8x32(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int depth)
+    {
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default, c30 = default, c31 = default;
+        Vector512<float> c40 = default, c41 = default, c50 = default, c51 = default, c60 = default, c61 = default, c70 = default, c71 = default;
+        var s = (long)ams;
+        for (var k = 0; k < depth; k++)
+        {
+            var bp = b + (long)k * bs;
+            var ap = a + (long)k * aks;
+            var (b0, b1) = (Vector512.Load(bp), Vector512.Load(bp + 16));
+            var w = Vector512.Create(ap[0]);
+            c00 = Vector512.FusedMultiplyAdd(w, b0, c00); c01 = Vector512.FusedMultiplyAdd(w, b1, c01);
+            w = Vector512.Create(ap[s]);
+            c10 = Vector512.FusedMultiplyAdd(w, b0, c10); c11 = Vector512.FusedMultiplyAdd(w, b1, c11);
+            w = Vector512.Create(ap[2 * s]);
+            c20 = Vector512.FusedMultiplyAdd(w, b0, c20); c21 = Vector512.FusedMultiplyAdd(w, b1, c21);
+            w = Vector512.Create(ap[3 * s]);
+            c30 = Vector512.FusedMultiplyAdd(w, b0, c30); c31 = Vector512.FusedMultiplyAdd(w, b1, c31);
+            w = Vector512.Create(ap[4 * s]);
+            c40 = Vector512.FusedMultiplyAdd(w, b0, c40); c41 = Vector512.FusedMultiplyAdd(w, b1, c41);
+            w = Vector512.Create(ap[5 * s]);
+            c50 = Vector512.FusedMultiplyAdd(w, b0, c50); c51 = Vector512.FusedMultiplyAdd(w, b1, c51);
+            w = Vector512.Create(ap[6 * s]);
+            c60 = Vector512.FusedMultiplyAdd(w, b0, c60); c61 = Vector512.FusedMultiplyAdd(w, b1, c61);
+            w = Vector512.Create(ap[7 * s]);
+            c70 = Vector512.FusedMultiplyAdd(w, b0, c70); c71 = Vector512.FusedMultiplyAdd(w, b1, c71);
+        }
+        c00.Store(c); c01.Store(c + 16); c += cs;
+        c10.Store(c); c11.Store(c + 16); c += cs;
+        c20.Store(c); c21.Store(c + 16); c += cs;
+        c30.Store(c); c31.Store(c + 16); c += cs;
+        c40.Store(c); c41.Store(c + 16); c += cs;
+        c50.Store(c); c51.Store(c + 16); c += cs;
+        c60.Store(c); c61.Store(c + 16); c += cs;
+        c70.Store(c); c71.Store(c + 16);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tile8x16(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int depth)
+    {
+        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
+        var s = (long)ams;
+        for (var k = 0; k < depth; k++)
+        {
+            var b0 = Vector512.Load(b + (long)k * bs);
+            var ap = a + (long)k * aks;
+            c0 = Vector512.FusedMultiplyAdd(Vector512.Create(ap[0]), b0, c0);
+            c1 = Vector512.FusedMultiplyAdd(Vector512.Create(ap[s]), b0, c1);
+            c2 = Vector512.FusedMultiplyAdd(Vector512.Create(ap[2 * s]), b0, c2);
+            c3 = Vector512.FusedMultiplyAdd(Vector512.Create(ap[3 * s]), b0, c3);
+            c4 = Vector512.FusedMultiplyAdd(Vector512.Create(ap[4 * s]), b0, c4);
+            c5 = Vector512.FusedMultiplyAdd(Vector512.Create(ap[5 * s]), b0, c5);
+            c6 = Vector512.FusedMultiplyAdd(Vector512.Create(ap[6 * s]), b0, c6);
+            c7 = Vector512.FusedMultiplyAdd(Vector512.Create(ap[7 * s]), b0, c7);
+        }
+        c0.Store(c); c1.Store(c + cs); c2.Store(c + 2L * cs); c3.Store(c + 3L * cs);
+        c4.Store(c + 4L * cs); c5.Store(c + 5L * cs); c6.Store(c + 6L * cs); c7.Store(c + 7L * cs);
+    }
+
+    /// <summary>dst[t·dstStride + j] = src[rows[j] + t] for j &lt; n, t &lt; cols: columns of the rows starting at
+    /// element offsets <paramref name="rows"/> (a transpose, with any row order or repetition). With AVX2, eight rows
+    /// per gather; n may exceed the used rows if <paramref name="rows"/> has valid offsets up to n rounded up to 8.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void GatherColumns(float* src, int* rows, int n, int cols, float* dst, int dstStride)
+    {
+        var j = 0;
+        if (Avx2.IsSupported)
+            for (; j + 8 <= n; j += 8)
+            {
+                var index = Vector256.Load(rows + j);
+                for (var t = 0; t < cols; t++) Avx2.GatherVector256(src + t, index, 4).Store(dst + (long)t * dstStride + j);
+            }
+        for (; j < n; j++)
+        {
+            var row = src + rows[j];
+            for (var t = 0; t < cols; t++) dst[(long)t * dstStride + j] = row[t];
         }
     }
 }

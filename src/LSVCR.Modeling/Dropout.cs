@@ -92,7 +92,7 @@ internal static class Dropout
             var count = Math.Min(n, (first + ChunkWords) * 4) - first * 4;
             WriteKeep(spec.Seed, first, count, threshold, scale, (float*)d + first * 4, s == 0 ? null : (float*)s + first * 4);
         }
-        CpuKernels.ForEach(chunks, 0, (c, _) => Chunk(c));
+        CpuKernels.ForEach(chunks, 0, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (c, _) => Chunk(c));
     }
 
     /// <summary>Writes the multipliers (0 or <paramref name="scale"/>) of the <paramref name="count"/> elements

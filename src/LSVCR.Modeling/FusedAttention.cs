@@ -1,6 +1,7 @@
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using static LSVCR.Modeling.CpuKernels;
 using static TorchSharp.torch;
 
@@ -109,7 +110,8 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
         public static void Forward(Geometry g, Tensor qT, Tensor kvT, Tensor maskT, Tensor outT, Tensor probsT, ulong seed, double p)
         {
             var args = new Args(g, Ptr(qT), Ptr(kvT), Ptr(maskT), Ptr(probsT), Ptr(outT), null, null, seed, p);
-            ForEach(g.Batch, g.HeadDim * Pad(g.Lk) + Pad(g.Lk) + KeepFloats(g), (b, scratch) => ForwardExample(args, b, (float*)scratch));
+            var w = Width(g);
+            ForEach(g.Batch, g.HeadDim * w + 2 * g.Lq * w + KeepFloats(g) + w, (b, scratch) => ForwardExample(args, b, (float*)scratch));
         }
 
         /// <summary>dQ into <paramref name="dQT"/> rows (stride QStride, self: the q columns of dQKV), dK/dV into
@@ -117,8 +119,20 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
         public static void Backward(Geometry g, Tensor qT, Tensor kvT, Tensor probsT, Tensor dOutT, Tensor dQT, Tensor dKvT, ulong seed, double p)
         {
             var args = new Args(g, Ptr(qT), Ptr(kvT), null, Ptr(probsT), Ptr(dOutT), Ptr(dQT), Ptr(dKvT), seed, p);
-            var pad = Pad(g.Lk);
-            ForEach(g.Batch, g.HeadDim * pad + pad + 2 * g.Lq * pad + KeepFloats(g), (b, scratch) => BackwardExample(args, b, (float*)scratch));
+            var w = Width(g);
+            ForEach(g.Batch, g.HeadDim * w + 3 * g.Lq * w + KeepFloats(g) + w, (b, scratch) => BackwardExample(args, b, (float*)scratch));
+        }
+
+        /// <summary>Row width of the per-head [·, Lk] scratch matrices: whole 16-float vectors, so <see cref="Gemm"/>
+        /// tiles cover the key columns (results in the pad columns are never read).</summary>
+        private static int Width(Geometry g) => (g.Lk + 15) & ~15;
+
+        /// <summary>Offsets of the key rows for <see cref="GatherColumns"/>, one per column of Kᵀ/Vᵀ: the pad columns
+        /// repeat the last key (finite values whose products are never read).</summary>
+        private static int* KeyRows(Geometry g, int* rows)
+        {
+            for (var j = 0; j < Width(g); j++) rows[j] = Math.Min(j, g.Lk - 1) * g.KvStride;
+            return rows;
         }
 
         /// <summary>Scratch for one head's dropout multipliers (see <see cref="KeepBlock"/>).</summary>
@@ -136,36 +150,37 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
             public readonly float Scale = (float)(1.0 / Math.Sqrt(g.HeadDim));
         }
 
+        // Per (example, head), as small GEMMs (CpuKernels.Gemm) on matrices in L1: S = Q·Kᵀ, row softmax and
+        // dropout, O = (P ⊙ keep)·V; backward dP = dO·Vᵀ, dS = softmax backward, dQ = dS·K, dV = (P ⊙ keep)ᵀ·dO,
+        // dK = dSᵀ·Q (the transposes are strides, not copies).
+
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void ForwardExample(Args a, int b, float* scratch)
         {
             var g = a.G;
-            var pad = Pad(g.Lk);
-            var kt = scratch;                    // Kᵀ of this head [dh, pad]
-            var s = kt + g.HeadDim * pad;        // score row [pad]
-            var keepBuffer = s + pad;            // dropout multipliers of this head [Lq, Lk]
+            var (w, dh, lk, lq) = (Width(g), g.HeadDim, g.Lk, g.Lq);
+            var kt = scratch;                    // Kᵀ of this head [dh, w]
+            var s = kt + dh * w;                 // scores [Lq, w]
+            var weights = s + lq * w;            // P ⊙ keep [Lq, w]
+            var keepBuffer = weights + lq * w;   // dropout multipliers of this head [Lq, Lk]
+            var keyRows = KeyRows(g, (int*)(keepBuffer + KeepFloats(g)));
             for (var h = 0; h < g.Heads; h++)
             {
-                var keep = a.Drop ? KeepBlock(a.Seed, (long)(b * g.Heads + h) * g.Lq * g.Lk, g.Lq * g.Lk, a.Threshold, a.KeepScale, keepBuffer) : null;
-                var kBase = a.Kv + (long)b * g.Lk * g.KvStride + g.KOffset + h * g.HeadDim;
-                var vBase = a.Kv + (long)b * g.Lk * g.KvStride + g.VOffset + h * g.HeadDim;
-                Transpose(kBase, g.KvStride, g.Lk, g.HeadDim, kt, pad);
-                for (var i = 0; i < g.Lq; i++)
+                var keep = a.Drop ? KeepBlock(a.Seed, (long)(b * g.Heads + h) * lq * lk, lq * lk, a.Threshold, a.KeepScale, keepBuffer) : null;
+                var kBase = a.Kv + (long)b * lk * g.KvStride + g.KOffset + h * dh;
+                var vBase = a.Kv + (long)b * lk * g.KvStride + g.VOffset + h * dh;
+                var qBase = a.Q + (long)b * lq * g.QStride + h * dh;
+                var pBase = a.Probs + (long)(b * g.Heads + h) * lq * lk;
+                GatherColumns(kBase, keyRows, w, dh, kt, w);
+                Gemm(qBase, g.QStride, 1, kt, w, s, w, lq, w, dh);
+                for (var i = 0; i < lq; i++)
                 {
-                    var qRow = a.Q + ((long)b * g.Lq + i) * g.QStride + h * g.HeadDim;
-                    var maskRow = a.Mask + ((long)b * g.MaskRows + (g.MaskRows == 1 ? 0 : i)) * g.Lk;
-                    var row = (long)(b * g.Heads + h) * g.Lq + i;
-                    var pRow = a.Probs + row * g.Lk;
-                    WeightedRowSum(qRow, 1, g.HeadDim, kt, pad, pad, s);         // s = q_i · Kᵀ
-                    Softmax(s, g.Lk, a.Scale, maskRow, pRow);
-                    var weights = pRow;
-                    if (a.Drop)
-                    {
-                        Multiply(pRow, keep + i * g.Lk, s, g.Lk);
-                        weights = s;
-                    }
-                    WeightedRowSum(weights, 1, g.Lk, vBase, g.KvStride, g.HeadDim, a.Out + ((long)b * g.Lq + i) * g.D + h * g.HeadDim);
+                    var maskRow = a.Mask + ((long)b * g.MaskRows + (g.MaskRows == 1 ? 0 : i)) * lk;
+                    Softmax(s + i * w, lk, a.Scale, maskRow, pBase + i * lk);
+                    if (a.Drop) Multiply(pBase + i * lk, keep + i * lk, weights + i * w, lk);
                 }
+                var pv = a.Drop ? weights : pBase;
+                Gemm(pv, a.Drop ? w : lk, 1, vBase, g.KvStride, a.Out + (long)b * lq * g.D + h * dh, g.D, lq, dh, lk);
             }
         }
 
@@ -173,45 +188,40 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
         private static void BackwardExample(Args a, int b, float* scratch)
         {
             var g = a.G;
-            var (pad, dh, lk) = (Pad(g.Lk), g.HeadDim, g.Lk);
-            var vt = scratch;                    // Vᵀ [dh, pad]
-            var dP = vt + dh * pad;              // [pad]
-            var weights = dP + pad;              // P ⊙ keep, all query rows [Lq, pad]
-            var dS = weights + g.Lq * pad;       // softmax-input gradient, all query rows [Lq, pad]
-            var keepBuffer = dS + g.Lq * pad;    // dropout multipliers of this head [Lq, Lk]
+            var (w, dh, lk, lq) = (Width(g), g.HeadDim, g.Lk, g.Lq);
+            var vt = scratch;                    // Vᵀ [dh, w]
+            var dP = vt + dh * w;                // d(P ⊙ keep), then dP [Lq, w]
+            var weights = dP + lq * w;           // P ⊙ keep [Lq, w]
+            var dS = weights + lq * w;           // softmax-input gradient [Lq, w]
+            var keepBuffer = dS + lq * w;        // dropout multipliers of this head [Lq, Lk]
+            var keyRows = KeyRows(g, (int*)(keepBuffer + KeepFloats(g)));
             for (var h = 0; h < g.Heads; h++)
             {
-                var keep = a.Drop ? KeepBlock(a.Seed, (long)(b * g.Heads + h) * g.Lq * g.Lk, g.Lq * g.Lk, a.Threshold, a.KeepScale, keepBuffer) : null;
-                var kBase = a.Kv + (long)b * g.Lk * g.KvStride + g.KOffset + h * dh;
-                var vBase = a.Kv + (long)b * g.Lk * g.KvStride + g.VOffset + h * dh;
-                var qBase = a.Q + (long)b * g.Lq * g.QStride + h * dh;
-                var doBase = a.Out + (long)b * g.Lq * g.D + h * dh;
-                Transpose(vBase, g.KvStride, lk, dh, vt, pad);
-                for (var i = 0; i < g.Lq; i++)
+                var keep = a.Drop ? KeepBlock(a.Seed, (long)(b * g.Heads + h) * lq * lk, lq * lk, a.Threshold, a.KeepScale, keepBuffer) : null;
+                var kBase = a.Kv + (long)b * lk * g.KvStride + g.KOffset + h * dh;
+                var vBase = a.Kv + (long)b * lk * g.KvStride + g.VOffset + h * dh;
+                var qBase = a.Q + (long)b * lq * g.QStride + h * dh;
+                var doBase = a.Out + (long)b * lq * g.D + h * dh;
+                var pBase = a.Probs + (long)(b * g.Heads + h) * lq * lk;
+                GatherColumns(vBase, keyRows, w, dh, vt, w);
+                Gemm(doBase, g.D, 1, vt, w, dP, w, lq, w, dh);
+                for (var i = 0; i < lq; i++)
                 {
-                    var row = (long)(b * g.Heads + h) * g.Lq + i;
-                    var pRow = a.Probs + row * lk;
-                    var w = weights + i * pad;
-                    var ds = dS + i * pad;
-                    // d(P ⊙ keep)_ij = dO_i · V_j, dP = that ⊙ keep.
-                    WeightedRowSum(doBase + (long)i * g.D, 1, dh, vt, pad, pad, dP);
+                    var pRow = pBase + i * lk;
+                    var dPRow = dP + i * w;
                     if (a.Drop)
                     {
-                        Multiply(pRow, keep + i * lk, w, lk);
-                        Multiply(dP, keep + i * lk, dP, lk);
+                        Multiply(pRow, keep + i * lk, weights + i * w, lk);
+                        Multiply(dPRow, keep + i * lk, dPRow, lk);
                     }
-                    else new Span<float>(pRow, lk).CopyTo(new Span<float>(w, lk));
-                    SoftmaxBackward(pRow, dP, lk, a.Scale, ds);
-                    // dQ_i = Σ_j dS_ij K_j.
-                    WeightedRowSum(ds, 1, lk, kBase, g.KvStride, dh, a.DQ + ((long)b * g.Lq + i) * g.QStride + h * dh);
+                    SoftmaxBackward(pRow, dPRow, lk, a.Scale, dS + i * w);
                 }
-                // dV_j = Σ_i (P ⊙ keep)_ij dO_i, dK_j = Σ_i dS_ij Q_i: columns of the row buffers as weights.
-                for (var j = 0; j < lk; j++)
-                {
-                    var at = a.DKv + ((long)b * g.Lk + j) * g.KvStride + h * dh;
-                    WeightedRowSum(weights + j, pad, g.Lq, doBase, g.D, dh, at + g.VOffset);
-                    WeightedRowSum(dS + j, pad, g.Lq, qBase, g.QStride, dh, at + g.KOffset);
-                }
+                var pv = a.Drop ? weights : pBase;
+                var pvStride = a.Drop ? w : lk;
+                var dKv = a.DKv + (long)b * lk * g.KvStride + h * dh;
+                Gemm(dS, w, 1, kBase, g.KvStride, a.DQ + (long)b * lq * g.QStride + h * dh, g.QStride, lq, dh, lk);
+                Gemm(pv, 1, pvStride, doBase, g.D, dKv + g.VOffset, g.KvStride, lk, dh, lq);
+                Gemm(dS, 1, w, qBase, g.QStride, dKv + g.KOffset, g.KvStride, lk, dh, lq);
             }
         }
 
@@ -219,6 +229,11 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void Softmax(float* s, int n, float scale, float* mask, float* probs)
         {
+            if (Avx512F.IsSupported)
+            {
+                Softmax512(s, n, scale, mask, probs);
+                return;
+            }
             var j = 0;
             var maxV = Vector256.Create(float.NegativeInfinity);
             var scaleV = Vector256.Create(scale);
@@ -240,6 +255,41 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
             TensorPrimitives.Subtract(row, max, row);
             TensorPrimitives.Exp(row, row);
             TensorPrimitives.Multiply(row, 1f / TensorPrimitives.Sum(row), new Span<float>(probs, n));
+        }
+
+        /// <summary><see cref="Softmax"/> in 16-float vectors with masked tails: one pass for scale, mask and max,
+        /// one for exp and sum, one for the normalised store (the score row has room up to a whole vector).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static void Softmax512(float* s, int n, float scale, float* mask, float* probs)
+        {
+            var scaleV = Vector512.Create(scale);
+            var minusInf = Vector512.Create(float.NegativeInfinity);
+            var maxV = minusInf;
+            var j = 0;
+            for (; j + 16 <= n; j += 16)
+            {
+                var v = Vector512.Load(s + j) * scaleV + Vector512.Load(mask + j); // two roundings, as mul_ then add_
+                v.Store(s + j);
+                maxV = Vector512.Max(maxV, v);
+            }
+            var tail = Tail(n - j);
+            if (j < n)
+            {
+                var v = Vector512.Load(s + j) * scaleV + Avx512F.MaskLoad(mask + j, tail, minusInf);
+                v.Store(s + j);
+                maxV = Vector512.Max(maxV, v);
+            }
+            var max = Vector512.Create(HorizontalMax(maxV));
+            var sumV = Vector512<float>.Zero;
+            for (j = 0; j < n; j += 16)
+            {
+                var e = Vector512.Exp(Vector512.Load(s + j) - max); // tail lanes are −∞ → 0
+                e.Store(s + j);
+                sumV += e;
+            }
+            var inv = Vector512.Create(1f / Vector512.Sum(sumV));
+            for (j = 0; j + 16 <= n; j += 16) (Vector512.Load(s + j) * inv).Store(probs + j);
+            if (j < n) Avx512F.MaskStore(probs + j, tail, Vector512.Load(s + j) * inv);
         }
 
         /// <summary>ds = P ⊙ (dP − Σ P·dP) · scale (softmax backward, then the 1/√dh of the scores).</summary>

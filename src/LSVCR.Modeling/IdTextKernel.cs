@@ -1,3 +1,7 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using static LSVCR.Modeling.CpuKernels;
 using static TorchSharp.torch;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
@@ -5,93 +9,220 @@ using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 namespace LSVCR.Modeling;
 
 /// <summary>
-/// The block part of <see cref="IdTextLoss"/> as one autograd node with a hand-written forward and backward.
+/// The §4 id–text loss after sampling (<see cref="IdTextLoss"/>) as one autograd node with a hand-written forward
+/// and backward: the gather of each block's positions, their L2 normalisation, 1/T, the block logits and both
+/// cross-entropies.
 /// <para>Inside a block of S positions, position i's id→text logits are x_i·y_(i+δ) for offsets δ = 0..K1 and its
 /// text→id logits x_(i−δ)·y_i for δ = 0..K2 (mod S; δ = 0 is the positive). Both read the same band
 /// B[i, δ] = x_i·y_(i+δ), so only the band is computed (≈ half of the S×S block), from a doubled, transposed copy
 /// of the block's y rows; each row and each wrapped diagonal of the band gets a log-sum-exp.</para>
 /// <para>Why: written with libtorch ops this is a batched S×S GEMM, mask adds, two log-softmaxes, diagonals and
-/// the backward of each over [blocks, S, S] tensors — ≈ 80 ms per history per step on 2 cores for ≈ 2 GFLOP. Here
-/// a block stays in L2 and nothing of S×S size is materialised. No package offers it, hence this kernel.</para>
-/// Saved for backward: the inputs, the band and both log-sum-exps. The loss is summed per block and then over blocks
-/// in a fixed order, so it does not depend on the thread count.
+/// the backward of each over [blocks, S, S] tensors — ≈ 80 ms per history per step on 2 cores for ≈ 2 GFLOP; and
+/// even with the band in a kernel, the libtorch gathers, normalisations and their backward (scatter-adds and a
+/// dozen passes of divisions) cost ≈ 40 % of it. Here a block stays in L2 and nothing of S×S size is
+/// materialised. No package offers it, hence this kernel.</para>
+/// Saved for backward: the inputs, the gathered normalised rows, their norms, the band and both log-sum-exps. The
+/// loss is summed per block and then over blocks in a fixed order, so it does not depend on the thread count.
 /// </summary>
 internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
 {
     public override string Name => nameof(IdTextKernel);
 
-    internal sealed record Spec(int K1, int K2, long Positions);
+    /// <summary>F.normalize's eps: the norm is clamped to at least this.</summary>
+    internal const float NormEps = 1e-12f;
 
-    /// <param name="xb">[blocks, S, d] normalised id vectors already divided by T.</param>
-    /// <param name="yb">[blocks, S, d] normalised text vectors.</param>
+    internal sealed record Spec(int K1, int K2, long Positions, float Temperature);
+
+    /// <param name="id">[M, d] id embeddings (not normalised).</param>
+    /// <param name="text">[M, d] text vectors (not normalised).</param>
+    /// <param name="index">[blocks, S] int64 rows of id/text in each block slot.</param>
     /// <param name="owner">[blocks, S]: 1 where the slot's loss counts (each position once), else 0.</param>
     /// <param name="k1">id→text negatives (offsets 1..k1).</param>
     /// <param name="k2">text→id negatives (offsets 1..k2 before the position).</param>
     /// <param name="positions">N, the divisor: the loss is Σ owner·(id→text + text→id) / (2N).</param>
-    public static Tensor Loss(Tensor xb, Tensor yb, Tensor owner, int k1, int k2, long positions)
+    /// <param name="temperature">T: the logits are cos/T.</param>
+    public static Tensor Loss(Tensor id, Tensor text, Tensor index, Tensor owner, int k1, int k2, long positions, double temperature)
     {
-        if (xb.dtype != ScalarType.Float32 || yb.dtype != ScalarType.Float32 || xb.dim() != 3 || !xb.shape.SequenceEqual(yb.shape))
-            throw new ArgumentException("IdTextKernel needs float32 [blocks, S, d] id and text blocks of one shape.");
-        if (k1 < 0 || k2 < k1 || k2 < 1 || k2 >= xb.shape[1]) throw new ArgumentException($"IdTextKernel: offsets k1={k1}, k2={k2} do not fit blocks of {xb.shape[1]}.");
-        return apply(xb.contiguous(), yb.contiguous(), owner.to(ScalarType.Float32).contiguous(), new Spec(k1, k2, positions));
+        if (id.dtype != ScalarType.Float32 || text.dtype != ScalarType.Float32 || id.dim() != 2 || !id.shape.SequenceEqual(text.shape))
+            throw new ArgumentException("IdTextKernel needs float32 [M, d] id and text rows of one shape.");
+        if (index.dim() != 2 || !index.shape.SequenceEqual(owner.shape))
+            throw new ArgumentException("IdTextKernel needs [blocks, S] index and owner.");
+        if (k1 < 0 || k2 < k1 || k2 < 1 || k2 >= index.shape[1]) throw new ArgumentException($"IdTextKernel: offsets k1={k1}, k2={k2} do not fit blocks of {index.shape[1]}.");
+        if (index.numel() > 0 && (index.min().item<long>() < 0 || index.max().item<long>() >= id.shape[0]))
+            throw new ArgumentException($"IdTextKernel: an index is outside the {id.shape[0]} rows.");
+        return apply(id.contiguous(), text.contiguous(), index.to(ScalarType.Int32).contiguous(), owner.to(ScalarType.Float32).contiguous(),
+            new Spec(k1, k2, positions, (float)temperature));
     }
 
     private readonly record struct Geometry(int Blocks, int S, int D, int K1, int K2)
     {
+        /// <summary>Rows per <see cref="Gemm"/> call: a group's band rows are one rectangle of logits, shifted by
+        /// one column per row.</summary>
+        public const int Group = 8;
         public int W => K2 + 1;                  // band width: offsets 0..K2 (K2 ≥ K1)
         public int Wp => Pad(W);
-        public int DoubledRows => S + Wp - 1;    // y (or x) rows with wrap-around, enough for a whole padded band row
+        public int Wc => (Wp + Group - 1 + 15) & ~15; // logit columns computed per row group
+        public int TCols => S + Wc;              // columns of the wrapped yᵀ the forward reads
+        public int Depth => W + Group - 1;       // rows of the wrapped y (x) one backward row group reads
+        public int DoubledRows => S + Depth;
 
-        public static Geometry Of(Tensor xb, Spec spec) =>
-            new((int)xb.shape[0], (int)xb.shape[1], (int)xb.shape[2], spec.K1, spec.K2);
+        public static Geometry Of(Tensor index, Tensor rows, Spec spec) =>
+            new((int)index.shape[0], (int)index.shape[1], (int)rows.shape[1], spec.K1, spec.K2);
     }
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
-        var (xb, yb, owner, spec) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2], (Spec)vars[3]);
-        var g = Geometry.Of(xb, spec);
+        var (id, text, index, owner, spec) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2], (Tensor)vars[3], (Spec)vars[4]);
+        var g = Geometry.Of(index, id, spec);
+        var xb = empty(g.Blocks, g.S, g.D, dtype: ScalarType.Float32);
+        var yb = empty(g.Blocks, g.S, g.D, dtype: ScalarType.Float32);
+        var norms = empty(2, g.Blocks, g.S, dtype: ScalarType.Float32);
         var band = empty(g.Blocks, g.S, g.Wp, dtype: ScalarType.Float32);
         var lse = empty(2, g.Blocks, g.S, dtype: ScalarType.Float32);
         var partial = new double[g.Blocks];
-        Forward(g, xb, yb, owner, band, lse, partial);
+        Forward(g, new Rows(id, text, index, xb, yb, norms), owner, band, lse, partial, 1f / spec.Temperature);
         var total = 0.0;
         foreach (var p in partial) total += p;
-        ctx.save_for_backward([xb, yb, owner, band, lse]);
+        ctx.save_for_backward([index, owner, xb, yb, norms, band, lse]);
         ctx.save_data("spec", spec);
+        ctx.save_data("rows", id.shape[0]);
         return tensor((float)(total / (2.0 * spec.Positions)));
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
     {
         var saved = ctx.get_saved_variables();
-        var (xb, yb, owner, band, lse) = (saved[0], saved[1], saved[2], saved[3], saved[4]);
+        var (index, owner, xb, yb, norms, band, lse) = (saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], saved[6]);
         var spec = (Spec)ctx.get_data("spec");
-        var g = Geometry.Of(xb, spec);
+        var rows = (long)ctx.get_data("rows");
+        var g = new Geometry((int)index.shape[0], (int)index.shape[1], (int)xb.shape[2], spec.K1, spec.K2);
         var scale = (float)(gradOutput.to(ScalarType.Float32).item<float>() / (2.0 * spec.Positions));
-        var dx = empty(g.Blocks, g.S, g.D, dtype: ScalarType.Float32);
-        var dy = empty(g.Blocks, g.S, g.D, dtype: ScalarType.Float32);
-        Backward(g, xb, yb, owner, band, lse, scale, dx, dy);
-        return [dx, dy, null!, null!];
+        var dxb = empty(g.Blocks, g.S, g.D, dtype: ScalarType.Float32);
+        var dyb = empty(g.Blocks, g.S, g.D, dtype: ScalarType.Float32);
+        Backward(g, xb, yb, owner, band, lse, scale, dxb, dyb);
+        var dId = zeros(rows, g.D, dtype: ScalarType.Float32);
+        var dText = zeros(rows, g.D, dtype: ScalarType.Float32);
+        Unnormalise(g, index, xb, yb, norms, dxb, dyb, dId, dText, 1f / spec.Temperature);
+        return [dId, dText, null!, null!, null!];
     }
 
-    private static unsafe void Forward(Geometry g, Tensor xbT, Tensor ybT, Tensor ownerT, Tensor bandT, Tensor lseT, double[] partial)
+    /// <summary>The raw rows, the block index and the gathered, normalised block rows (x with 1/T) with their norms.</summary>
+    private sealed record Rows(Tensor Id, Tensor Text, Tensor Index, Tensor Xb, Tensor Yb, Tensor Norms);
+
+    /// <summary>Per block: gathers the slots' rows, dst = v / max(‖v‖, eps) · mul (F.normalize, then the 1/T of the
+    /// id side), and keeps the clamped norms for the backward.</summary>
+    private static unsafe void Gather(Geometry g, Rows r, float invT)
     {
-        var (xb, yb, owner, band, lse) = ((nint)Ptr(xbT), (nint)Ptr(ybT), (nint)Ptr(ownerT), (nint)Ptr(bandT), (nint)Ptr(lseT));
-        ForEach(g.Blocks, g.D * g.DoubledRows + 2 * g.Wp, (blk, scratch) =>
+        var (id, text, index, xb, yb, norms) = ((nint)Ptr(r.Id), (nint)Ptr(r.Text), (nint)IntPtr(r.Index), (nint)Ptr(r.Xb), (nint)Ptr(r.Yb), (nint)Ptr(r.Norms));
+        ForEach(g.Blocks, 0, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (blk, _) =>
+        {
+            for (var s = 0; s < g.S; s++)
+            {
+                var slot = (long)blk * g.S + s;
+                // The slots' rows are random rows of [M, d]: fetch a few slots ahead so the loads overlap.
+                if (s + Lookahead < g.S) Prefetch(((int*)index)[slot + Lookahead], g.D, (float*)id, (float*)text);
+                var row = (long)((int*)index)[slot] * g.D;
+                ((float*)norms)[slot] = NormaliseRow((float*)id + row, g.D, invT, (float*)xb + slot * g.D);
+                ((float*)norms)[(long)g.Blocks * g.S + slot] = NormaliseRow((float*)text + row, g.D, 1f, (float*)yb + slot * g.D);
+            }
+        });
+    }
+
+    private const int Lookahead = 4;
+
+    private static unsafe void Prefetch(int row, int d, float* id, float* text)
+    {
+        if (!Sse.IsSupported) return;
+        var a = id + (long)row * d;
+        var b = text + (long)row * d;
+        for (var t = 0; t < d; t += 16) { Sse.Prefetch0(a + t); Sse.Prefetch0(b + t); }
+    }
+
+    private static unsafe float NormaliseRow(float* v, int d, float mul, float* dst)
+    {
+        var span = new ReadOnlySpan<float>(v, d);
+        var norm = MathF.Max(MathF.Sqrt(TensorPrimitives.Dot(span, span)), NormEps);
+        var output = new Span<float>(dst, d);
+        TensorPrimitives.Divide(span, norm, output);
+        if (mul != 1f) TensorPrimitives.Multiply(output, mul, output);
+        return norm;
+    }
+
+    /// <summary>Gradients of the slots' normalised rows back to the raw rows: for u = v / n with n = max(‖v‖, eps),
+    /// dv = (du − u (u·du)) / n while ‖v‖ > eps, else du / eps; the id side first undoes the 1/T. A position can sit
+    /// in two blocks (the borrowed last block), so the rows are added in block order on one thread: a fixed sum
+    /// order, and ≈ 1 ms.</summary>
+    private static unsafe void Unnormalise(Geometry g, Tensor indexT, Tensor xbT, Tensor ybT, Tensor normsT, Tensor dxbT, Tensor dybT,
+        Tensor dIdT, Tensor dTextT, float invT)
+    {
+        var (xb, yb, norms, dxb, dyb) = ((nint)Ptr(xbT), (nint)Ptr(ybT), (nint)Ptr(normsT), (nint)Ptr(dxbT), (nint)Ptr(dybT));
+        var slots = g.Blocks * g.S;
+        ForEach(g.Blocks, 0, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (blk, _) =>
+        {
+            for (var s = 0; s < g.S; s++)
+            {
+                var slot = (long)blk * g.S + s;
+                // x = u / T holds u = x·T, and du = dx / T.
+                NormBackward((float*)xb + slot * g.D, (float*)dxb + slot * g.D, ((float*)norms)[slot], 1f / invT, g.D);
+                NormBackward((float*)yb + slot * g.D, (float*)dyb + slot * g.D, ((float*)norms)[slots + slot], 1f, g.D);
+            }
+        });
+        var index = IntPtr(indexT);
+        var dId = Ptr(dIdT);
+        var dText = Ptr(dTextT);
+        for (long slot = 0; slot < slots; slot++)
+        {
+            var row = (long)index[slot] * g.D;
+            TensorPrimitives.Add(new ReadOnlySpan<float>(dId + row, g.D), new ReadOnlySpan<float>((float*)dxb + slot * g.D, g.D), new Span<float>(dId + row, g.D));
+            TensorPrimitives.Add(new ReadOnlySpan<float>(dText + row, g.D), new ReadOnlySpan<float>((float*)dyb + slot * g.D, g.D), new Span<float>(dText + row, g.D));
+        }
+    }
+
+    /// <summary>dx (in place) → dv for x = (v / n) / t, with u = x·t and du = dx / t (see <see cref="Unnormalise"/>):
+    /// dv = (dx / t − x·t·(x·dx)) / n.</summary>
+    private static unsafe void NormBackward(float* x, float* dx, float norm, float t, int d)
+    {
+        var grad = new Span<float>(dx, d);
+        var xs = new ReadOnlySpan<float>(x, d);
+        if (norm > NormEps)
+        {
+            var dot = TensorPrimitives.Dot(xs, grad);
+            TensorPrimitives.Multiply(grad, 1f / t, grad);
+            TensorPrimitives.MultiplyAdd(xs, -t * dot, grad, grad);
+            TensorPrimitives.Multiply(grad, 1f / norm, grad);
+        }
+        else TensorPrimitives.Multiply(grad, 1f / (t * NormEps), grad);
+    }
+
+    private static unsafe int* IntPtr(Tensor t) => (int*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(MemoryMarshal.Cast<byte, int>(t.bytes)));
+
+    private static unsafe void Forward(Geometry g, Rows r, Tensor ownerT, Tensor bandT, Tensor lseT, double[] partial, float invT)
+    {
+        Gather(g, r, invT);
+        var (xb, yb, owner, band, lse) = ((nint)Ptr(r.Xb), (nint)Ptr(r.Yb), (nint)Ptr(ownerT), (nint)Ptr(bandT), (nint)Ptr(lseT));
+        const int G = Geometry.Group;
+        ForEach(g.Blocks, g.D * g.TCols + G * g.Wc + 2 * g.Wp + Pad(g.TCols), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (blk, scratch) =>
         {
             var x = (float*)xb + (long)blk * g.S * g.D;
             var y = (float*)yb + (long)blk * g.S * g.D;
             var b = (float*)band + (long)blk * g.S * g.Wp;
             var lse1 = (float*)lse + (long)blk * g.S;
             var lse2 = (float*)lse + ((long)g.Blocks + blk) * g.S;
-            var yt = (float*)scratch;                     // yᵀ with wrap-around [d, DoubledRows]
-            var tmp = yt + g.D * g.DoubledRows;           // [Wp]
-            for (var c = 0; c < g.DoubledRows; c++)
+            var yt = (float*)scratch;                     // yᵀ with wrap-around [d, TCols]
+            var logits = yt + g.D * g.TCols;              // one row group's rectangle [G, Wc]
+            var tmp = logits + G * g.Wc;                  // [Wp]
+            var rows = (int*)(tmp + 2 * g.Wp);            // source row of each yᵀ column
+            for (var c = 0; c < g.TCols; c++) rows[c] = c % g.S * g.D;
+            GatherColumns(y, rows, g.TCols, g.D, yt, g.TCols);
+            // Rows i0..i0+G−1 read yᵀ columns i0..i0+G−1+Wp: one [G, Wc] product, then row r's band is its
+            // columns r..r+Wp.
+            for (var i0 = 0; i0 < g.S; i0 += G)
             {
-                var src = y + (long)(c % g.S) * g.D;
-                for (var t = 0; t < g.D; t++) yt[(long)t * g.DoubledRows + c] = src[t];
+                var n = Math.Min(G, g.S - i0);
+                Gemm(x + (long)i0 * g.D, g.D, 1, yt + i0, g.TCols, logits, g.Wc, n, g.Wc, g.D);
+                for (var r = 0; r < n; r++)
+                    new Span<float>(logits + r * g.Wc + r, g.Wp).CopyTo(new Span<float>(b + (long)(i0 + r) * g.Wp, g.Wp));
             }
-            for (var i = 0; i < g.S; i++) WeightedRowSum(x + (long)i * g.D, 1, g.D, yt + i, g.DoubledRows, g.Wp, b + (long)i * g.Wp);
             var o = (float*)owner + (long)blk * g.S;
             var sum = 0.0;
             for (var i = 0; i < g.S; i++)
@@ -108,7 +239,8 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
     private static unsafe void Backward(Geometry g, Tensor xbT, Tensor ybT, Tensor ownerT, Tensor bandT, Tensor lseT, float scale, Tensor dxT, Tensor dyT)
     {
         var (xb, yb, owner, band, lse, dxp, dyp) = ((nint)Ptr(xbT), (nint)Ptr(ybT), (nint)Ptr(ownerT), (nint)Ptr(bandT), (nint)Ptr(lseT), (nint)Ptr(dxT), (nint)Ptr(dyT));
-        ForEach(g.Blocks, g.S * g.Wp + 2 * g.DoubledRows * g.D + 2 * g.Wp, (blk, scratch) =>
+        const int G = Geometry.Group;
+        ForEach(g.Blocks, g.S * g.Wp + 2 * g.DoubledRows * g.D + G * g.Depth + 2 * g.Wp, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (blk, scratch) =>
         {
             var x = (float*)xb + (long)blk * g.S * g.D;
             var y = (float*)yb + (long)blk * g.S * g.D;
@@ -121,7 +253,8 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
             var dB = (float*)scratch;                     // d loss / d band [S, Wp]
             var yDoubled = dB + g.S * g.Wp;               // rows y_(c mod S), c < DoubledRows
             var xDoubled = yDoubled + g.DoubledRows * g.D; // rows x_((c − K2) mod S)
-            var tmp = xDoubled + g.DoubledRows * g.D;     // [Wp]
+            var shifted = xDoubled + g.DoubledRows * g.D; // one row group's band gradients, shifted [G, Depth]
+            var tmp = shifted + G * g.Depth;              // [Wp]
             new Span<float>(dB, g.S * g.Wp).Clear();
             for (var i = 0; i < g.S; i++)
             {
@@ -130,13 +263,11 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
                 // id→text row i: softmax over offsets 0..K1 minus the positive.
                 var row = b + (long)i * g.Wp;
                 var dRow = dB + (long)i * g.Wp;
-                new Span<float>(row, g.K1 + 1).CopyTo(new Span<float>(tmp, g.K1 + 1));
-                ScaledSoftmax(tmp, g.K1 + 1, lse1[i], w);
-                TensorPrimitives.Add(new ReadOnlySpan<float>(tmp, g.K1 + 1), new ReadOnlySpan<float>(dRow, g.K1 + 1), new Span<float>(dRow, g.K1 + 1));
+                ScaledSoftmax(row, g.K1 + 1, lse1[i], w, dRow, accumulate: true);
                 dRow[0] -= w;
                 // text→id column i: entries B[i − δ, δ], softmax over δ = 0..K2 minus the positive.
                 Diagonal(b, i, g, tmp);
-                ScaledSoftmax(tmp, g.K2 + 1, lse2[i], w);
+                ScaledSoftmax(tmp, g.K2 + 1, lse2[i], w, tmp, accumulate: false);
                 AddToDiagonal(dB, i, g, tmp);
                 dRow[0] -= w;
             }
@@ -145,12 +276,25 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
                 new Span<float>(y + (long)(c % g.S) * g.D, g.D).CopyTo(new Span<float>(yDoubled + (long)c * g.D, g.D));
                 new Span<float>(x + (long)((c - g.K2 + g.S) % g.S) * g.D, g.D).CopyTo(new Span<float>(xDoubled + (long)c * g.D, g.D));
             }
-            for (var i = 0; i < g.S; i++)
+            // dx_i = Σ_δ dB[i, δ] · y_(i+δ): for rows i0 + r, the band rows placed r columns right make one
+            // [G, Depth] matrix against y rows i0..i0+Depth.
+            // dy_j = Σ_δ dB[j − δ, δ] · x_(j−δ) = Σ_δ diag_j[δ] · xDoubled[j + K2 − δ]: the diagonals reversed and
+            // placed r columns right, against xDoubled rows j0..j0+Depth.
+            for (var i0 = 0; i0 < g.S; i0 += G)
             {
-                // dx_i = Σ_δ dB[i, δ] · y_(i+δ);   dy_j = Σ_δ dB[j − δ, δ] · x_(j−δ) (rows walked backwards).
-                WeightedRowSum(dB + (long)i * g.Wp, 1, g.W, yDoubled + (long)i * g.D, g.D, g.D, dx + (long)i * g.D);
-                Diagonal(dB, i, g, tmp);
-                WeightedRowSum(tmp, 1, g.W, xDoubled + (long)(i + g.K2) * g.D, -g.D, g.D, dy + (long)i * g.D);
+                var n = Math.Min(G, g.S - i0);
+                new Span<float>(shifted, G * g.Depth).Clear();
+                for (var r = 0; r < n; r++)
+                    new Span<float>(dB + (long)(i0 + r) * g.Wp, g.W).CopyTo(new Span<float>(shifted + r * g.Depth + r, g.W));
+                Gemm(shifted, g.Depth, 1, yDoubled + (long)i0 * g.D, g.D, dx + (long)i0 * g.D, g.D, n, g.D, g.Depth);
+                new Span<float>(shifted, G * g.Depth).Clear();
+                for (var r = 0; r < n; r++)
+                {
+                    Diagonal(dB, i0 + r, g, tmp);
+                    var dst = shifted + r * g.Depth + r + g.K2;
+                    for (var d = 0; d <= g.K2; d++) dst[-d] = tmp[d];
+                }
+                Gemm(shifted, g.Depth, 1, xDoubled + (long)i0 * g.D, g.D, dy + (long)i0 * g.D, g.D, n, g.D, g.Depth);
             }
         });
     }
@@ -174,23 +318,55 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
         for (p += (long)g.S * g.Wp; d <= g.K2; d++, p -= g.Wp - 1) *p += v[d];
     }
 
-    /// <summary>v[0..n) ← w · exp(v − lse): the softmax of logits whose log-sum-exp is <paramref name="lse"/>, scaled.</summary>
-    private static unsafe void ScaledSoftmax(float* v, int n, float lse, float w)
+    /// <summary>dst[0..n) ← (dst +) w · exp(src − lse): the softmax of logits whose log-sum-exp is
+    /// <paramref name="lse"/>, scaled; dst may alias src.</summary>
+    private static unsafe void ScaledSoftmax(float* src, int n, float lse, float w, float* dst, bool accumulate)
     {
-        var span = new Span<float>(v, n);
-        TensorPrimitives.Subtract(span, lse, span);
-        TensorPrimitives.Exp(span, span);
-        TensorPrimitives.Multiply(span, w, span);
+        if (!Avx512F.IsSupported)
+        {
+            var output = accumulate ? stackalloc float[n] : new Span<float>(dst, n);
+            TensorPrimitives.Subtract(new ReadOnlySpan<float>(src, n), lse, output);
+            TensorPrimitives.Exp(output, output);
+            TensorPrimitives.Multiply(output, w, output);
+            if (accumulate) TensorPrimitives.Add(output, new ReadOnlySpan<float>(dst, n), new Span<float>(dst, n));
+            return;
+        }
+        var (lseV, wV) = (Vector512.Create(lse), Vector512.Create(w));
+        var j = 0;
+        for (; j + 16 <= n; j += 16)
+        {
+            var p = Vector512.Exp(Vector512.Load(src + j) - lseV) * wV;
+            (accumulate ? p + Vector512.Load(dst + j) : p).Store(dst + j);
+        }
+        if (j < n)
+        {
+            var tail = Tail(n - j);
+            var p = Vector512.Exp(Avx512F.MaskLoad(src + j, tail, lseV) - lseV) * wV;
+            Avx512F.MaskStore(dst + j, tail, accumulate ? p + Avx512F.MaskLoad(dst + j, tail, Vector512<float>.Zero) : p);
+        }
     }
 
     /// <summary>log Σ exp(v[0..n)), with the maximum subtracted first; <paramref name="tmp"/> may alias v.</summary>
     private static unsafe float LogSumExp(float* v, int n, float* tmp)
     {
         var values = new ReadOnlySpan<float>(v, n);
-        var max = TensorPrimitives.Max(values);
-        var shifted = new Span<float>(tmp, n);
-        TensorPrimitives.Subtract(values, max, shifted);
-        TensorPrimitives.Exp(shifted, shifted);
-        return max + MathF.Log(TensorPrimitives.Sum(shifted));
+        if (!Avx512F.IsSupported)
+        {
+            var max = TensorPrimitives.Max(values);
+            var shifted = new Span<float>(tmp, n);
+            TensorPrimitives.Subtract(values, max, shifted);
+            TensorPrimitives.Exp(shifted, shifted);
+            return max + MathF.Log(TensorPrimitives.Sum(shifted));
+        }
+        var minusInf = Vector512.Create(float.NegativeInfinity);
+        var tailMask = Tail(n & 15);
+        var last = n & ~15;
+        var maxV = last < n ? Avx512F.MaskLoad(v + last, tailMask, minusInf) : minusInf;
+        for (var j = 0; j < last; j += 16) maxV = Vector512.Max(maxV, Vector512.Load(v + j));
+        var rowMax = HorizontalMax(maxV);
+        var m = Vector512.Create(rowMax);
+        var sum = last < n ? Vector512.Exp(Avx512F.MaskLoad(v + last, tailMask, minusInf) - m) : Vector512<float>.Zero;
+        for (var j = 0; j < last; j += 16) sum += Vector512.Exp(Vector512.Load(v + j) - m);
+        return rowMax + MathF.Log(Vector512.Sum(sum));
     }
 }

@@ -58,25 +58,20 @@ public static class IdTextLoss
         return new Layout(index.MoveToOuterDisposeScope(), owner.MoveToOuterDisposeScope(), s, k1);
     }
 
-    /// <summary>Loss over positions: <paramref name="id"/> and <paramref name="text"/> are [N, d] (not yet normalised).
+    /// <summary>Loss over positions: <paramref name="id"/> and <paramref name="text"/> are [M, d] (not yet
+    /// normalised); <paramref name="rows"/> (int64, optional) selects the N positions among the M rows, else all.
     /// N &lt; 2 gives 0 (no negatives exist).</summary>
-    public static Tensor Compute(Tensor id, Tensor text, int negatives, double temperature, Generator? generator = null)
+    public static Tensor Compute(Tensor id, Tensor text, int negatives, double temperature, Generator? generator = null, Tensor? rows = null)
     {
-        var n = id.shape[0];
-        if (n < 2) return id.sum().mul(0.0);
+        var n = rows?.numel() ?? id.shape[0];
+        if (n < 2) return id.sum().mul(0.0).add(text.sum().mul(0.0));
         using var scope = NewDisposeScope();
         using var layout = Sample(n, negatives, generator);
         var s = layout.BlockSize;
-        // 1/T folded into the [N, d] id side rather than the [blocks, S, S] logits.
-        var x = nn.functional.normalize(id, dim: -1).div(temperature);
-        var y = nn.functional.normalize(text, dim: -1);
-        var flat = layout.Index.view(-1);
-        var blocks = layout.Index.shape[0];
-        var xb = x.index_select(0, flat).view(blocks, s, -1);
-        var yb = y.index_select(0, flat).view(blocks, s, -1);
+        var index = rows is null ? layout.Index : rows.index_select(0, layout.Index.view(-1)).view(layout.Index.shape);
         // The band of each block's logits both directions read (IdTextKernel): id→text row i over offsets
         // 0..K1, text→id column j over offsets 0..S−1−K1 before it; the positive is offset 0 in both.
-        var loss = IdTextKernel.Loss(xb, yb, layout.Owner, layout.K1, s - 1 - layout.K1, n);
+        var loss = IdTextKernel.Loss(id, text, index, layout.Owner, layout.K1, s - 1 - layout.K1, n, temperature);
         return loss.MoveToOuterDisposeScope();
     }
 }

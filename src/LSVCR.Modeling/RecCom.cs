@@ -210,8 +210,7 @@ public sealed class RecCom : nn.Module
     {
         var keep = ids.ne(0).view(-1).nonzero().view(-1);
         var d = id.shape[^1];
-        return IdTextLoss.Compute(id.reshape(-1, d).index_select(0, keep), x.reshape(-1, d).index_select(0, keep),
-            IdTextNegatives, Config.Temperature, Generator);
+        return IdTextLoss.Compute(id.reshape(-1, d), x.reshape(-1, d), IdTextNegatives, Config.Temperature, Generator, keep);
     }
 
     private Tensor Input(Tensor? id, Tensor? x, Embedding position, long length, Tensor ids, LayerNorm norm)

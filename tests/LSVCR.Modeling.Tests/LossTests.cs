@@ -110,16 +110,17 @@ public class LossTests
     }
 
     [Theory]
-    [InlineData(450)] // two full blocks of 199 and a borrowed one
-    [InlineData(37)]  // one block, 18 + 18 negatives
-    [InlineData(38)]  // one block, 18 id→text + 19 text→id negatives
-    [InlineData(2)]   // one block of two: no id→text negative, one text→id negative
-    [InlineData(3)]
-    public void Id_text_loss_and_gradients_match_the_band_masked_block_formula(int n)
+    [InlineData(450, 16)] // two full blocks of 199 and a borrowed one
+    [InlineData(450, 64)] // the model's width: other GEMM tiles
+    [InlineData(37, 16)]  // one block, 18 + 18 negatives
+    [InlineData(38, 16)]  // one block, 18 id→text + 19 text→id negatives
+    [InlineData(2, 16)]   // one block of two: no id→text negative, one text→id negative
+    [InlineData(3, 5)]
+    public void Id_text_loss_and_gradients_match_the_band_masked_block_formula(int n, int dim)
     {
         manual_seed(6);
-        using var id = randn(n, 16).requires_grad_(true);
-        using var text = randn(n, 16).requires_grad_(true);
+        using var id = randn(n, dim).requires_grad_(true);
+        using var text = randn(n, dim).requires_grad_(true);
         using var g1 = new Generator(3);
         using var fast = IdTextLoss.Compute(id, text, RecCom.IdTextNegatives, 0.07, g1);
         fast.backward();
@@ -135,6 +136,39 @@ public class LossTests
         Assert.Equal(reference.item<float>(), fast.item<float>(), 1e-4);
         Assert.True(dId.allclose(id.grad!, 1e-3, 1e-6), $"d id max diff {dId.sub(id.grad!).abs().max().item<float>()}");
         Assert.True(dText.allclose(text.grad!, 1e-3, 1e-6), $"d text max diff {dText.sub(text.grad!).abs().max().item<float>()}");
+    }
+
+    [Fact]
+    public void Id_text_loss_over_selected_rows_equals_the_loss_of_those_rows_and_leaves_the_others_without_gradient()
+    {
+        manual_seed(8);
+        using var id = randn(300, 24).requires_grad_(true);
+        using var text = randn(300, 24).requires_grad_(true);
+        using var rows = arange(0, 300, 3, dtype: ScalarType.Int64); // 100 of the 300 rows
+        using var g1 = new Generator(4);
+        using var selected = IdTextLoss.Compute(id, text, 20, 0.1, g1, rows);
+        selected.backward();
+
+        using var idSub = id.detach().index_select(0, rows).requires_grad_(true);
+        using var textSub = text.detach().index_select(0, rows).requires_grad_(true);
+        using var g2 = new Generator(4);
+        using var direct = IdTextLoss.Compute(idSub, textSub, 20, 0.1, g2);
+        direct.backward();
+
+        Assert.Equal(direct.item<float>(), selected.item<float>(), 1e-5);
+        Assert.True(id.grad!.index_select(0, rows).allclose(idSub.grad!, 1e-5, 1e-7));
+        Assert.True(text.grad!.index_select(0, rows).allclose(textSub.grad!, 1e-5, 1e-7));
+        using var others = arange(300, dtype: ScalarType.Int64).remainder(3).ne(0);
+        Assert.Equal(0f, id.grad!.index_select(0, others.nonzero().view(-1)).abs().sum().item<float>());
+        Assert.True(idSub.grad!.abs().sum().item<float>() > 0);
+        // A zero row (norm below eps) gets the clamped-norm gradient, never NaN.
+        using var withZero = id.detach().clone();
+        withZero[3].zero_();
+        withZero.requires_grad_(true);
+        using var g3 = new Generator(4);
+        using var zeroLoss = IdTextLoss.Compute(withZero, text.detach(), 20, 0.1, g3, rows);
+        zeroLoss.backward();
+        Assert.False(withZero.grad!.isnan().any().item<bool>());
     }
 
     [Fact]

@@ -1,0 +1,65 @@
+using System.Runtime.Intrinsics;
+using static TorchSharp.torch;
+
+namespace LSVCR.Modeling.Tests;
+
+public unsafe class CpuKernelsTests
+{
+    /// <summary>Every tile path (4×64, 8×32, 8×16), their row remainders and the narrow-column fallback, with A read
+    /// row-major and transposed (by strides) and B/C rows wider than the product.</summary>
+    [Theory]
+    [InlineData(1, 1, 1)]
+    [InlineData(3, 5, 7)]
+    [InlineData(4, 64, 32)]
+    [InlineData(9, 64, 50)]
+    [InlineData(8, 32, 50)]
+    [InlineData(13, 48, 3)]
+    [InlineData(50, 112, 64)]
+    [InlineData(17, 70, 19)]
+    public void Gemm_matches_matmul_for_row_major_and_transposed_A(int rows, int cols, int depth)
+    {
+        manual_seed(rows * 1000 + cols * 10 + depth);
+        using var a = randn(rows, depth + 3);          // A = a[:, :depth], row stride depth + 3
+        using var at = randn(depth, rows + 5);         // Aᵀ stored: A[m, k] = at[k, m]
+        using var b = randn(depth, cols + 9);          // B = b[:, :cols]
+        using var c = full(rows, cols + 2, float.NaN); // C rows wider than cols: the extra columns must stay untouched
+        using var expected = a.narrow(1, 0, depth).matmul(b.narrow(1, 0, cols));
+        using var expectedT = at.narrow(1, 0, rows).t().matmul(b.narrow(1, 0, cols));
+
+        CpuKernels.Gemm(CpuKernels.Ptr(a), depth + 3, 1, CpuKernels.Ptr(b), cols + 9, CpuKernels.Ptr(c), cols + 2, rows, cols, depth);
+        Assert.True(c.narrow(1, 0, cols).allclose(expected, 1e-4, 1e-4), $"max diff {c.narrow(1, 0, cols).sub(expected).abs().max().item<float>()}");
+        Assert.True(c.narrow(1, cols, 2).isnan().all().item<bool>());
+
+        CpuKernels.Gemm(CpuKernels.Ptr(at), 1, rows + 5, CpuKernels.Ptr(b), cols + 9, CpuKernels.Ptr(c), cols + 2, rows, cols, depth);
+        Assert.True(c.narrow(1, 0, cols).allclose(expectedT, 1e-4, 1e-4), $"max diff {c.narrow(1, 0, cols).sub(expectedT).abs().max().item<float>()}");
+    }
+
+    [Theory]
+    [InlineData(5, 3)]    // scalar only
+    [InlineData(16, 32)]  // whole gathers
+    [InlineData(21, 7)]   // gathers and a scalar tail
+    public void GatherColumns_transposes_the_listed_rows(int n, int cols)
+    {
+        manual_seed(n);
+        using var src = randn(12, cols);
+        var rows = Enumerable.Range(0, n).Select(j => (j * 7 + 3) % 12).ToArray(); // unordered, repeated
+        using var expected = src.index_select(0, tensor(rows.Select(x => (long)x).ToArray())).t();
+        using var dst = zeros(cols, n + 4);
+        var offsets = rows.Select(r => r * cols).ToArray();
+        fixed (int* o = offsets) CpuKernels.GatherColumns(CpuKernels.Ptr(src), o, n, cols, CpuKernels.Ptr(dst), n + 4);
+        Assert.True(dst.narrow(1, 0, n).eq(expected).all().item<bool>());
+        Assert.Equal(0f, dst.narrow(1, n, 4).abs().sum().item<float>());
+    }
+
+    [Fact]
+    public void HorizontalMax_finds_the_largest_lane_wherever_it_is()
+    {
+        for (var lane = 0; lane < Vector512<float>.Count; lane++)
+        {
+            var values = Enumerable.Range(0, 16).Select(i => -100f + i).ToArray();
+            values[lane] = 7.5f;
+            Assert.Equal(7.5f, CpuKernels.HorizontalMax(Vector512.Create(values)));
+        }
+        Assert.Equal(float.NegativeInfinity, CpuKernels.HorizontalMax(Vector512.Create(float.NegativeInfinity)));
+    }
+}
