@@ -8,7 +8,7 @@ namespace LSVCR.Modeling;
 // Building blocks of MODEL.md §2.1. Field names are the reference's parameter names (RegisterComponents uses them),
 // so state_dict() keys match the PyTorch release and its checkpoints load without renaming.
 
-/// <summary>MHA with post-norm residual: LayerNorm(Dropout(out_linear(attention)) + q).</summary>
+/// <summary>MHA with post-norm residual: LayerNorm(Dropout(out_linear(attention)) + q) (<see cref="ResidualNorm"/>).</summary>
 internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Tensor>
 {
 #pragma warning disable IDE1006 // reference parameter names
@@ -21,9 +21,11 @@ internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Ten
     private readonly int _heads;
     private readonly double _attentionDropout;
     private readonly double _hiddenDropout;
+    private readonly double _eps;
 
     public MultiHeadAttention(RecComConfig c) : base("multi_head_attention")
     {
+        _eps = c.LayerNormEps;
         query = nn.Linear(c.Hidden, c.Hidden);
         key = nn.Linear(c.Hidden, c.Hidden);
         value = nn.Linear(c.Hidden, c.Hidden);
@@ -74,8 +76,7 @@ internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Ten
             ctx = F.scaled_dot_product_attention(qh, kh, vh, mask) // fused kernel, same math without dropout
                 .transpose(1, 2).reshape(b, lq, d);
         }
-        var h = Dropout.Apply(out_linear.forward(ctx), _hiddenDropout, training);
-        return LayerNorm.forward(h.add_(q)).MoveToOuterDisposeScope();
+        return ResidualNorm.Apply(out_linear.forward(ctx), q, LayerNorm, _hiddenDropout, _eps, training).MoveToOuterDisposeScope();
     }
 
     /// <summary>Self-attention's q | k | v per row, [B, L, 3d]: one [d, 3d] GEMM instead of three [d, d] ones
@@ -93,9 +94,11 @@ internal sealed class FeedForward : nn.Module<Tensor, Tensor>
     private readonly LayerNorm LayerNorm;
 #pragma warning restore IDE1006
     private readonly double _dropout;
+    private readonly double _eps;
 
     public FeedForward(RecComConfig c) : base("feed_forward")
     {
+        _eps = c.LayerNormEps;
         linear_1 = nn.Linear(c.Hidden, c.Inner);
         linear_2 = nn.Linear(c.Inner, c.Hidden);
         LayerNorm = nn.LayerNorm(c.Hidden, c.LayerNormEps);
@@ -106,9 +109,8 @@ internal sealed class FeedForward : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = F.gelu(linear_1.forward(x)); // erf form, as the reference
-        h = Dropout.Apply(linear_2.forward(h), _dropout, training);
-        return LayerNorm.forward(h.add_(x)).MoveToOuterDisposeScope();
+        var h = LinearGelu.Apply(x, linear_1, training); // erf form, as the reference
+        return ResidualNorm.Apply(linear_2.forward(h), x, LayerNorm, _dropout, _eps, training).MoveToOuterDisposeScope();
     }
 }
 

@@ -60,6 +60,28 @@ internal static unsafe class CpuKernels
         return q.ToScalar();
     }
 
+    /// <summary>e^x inline, Cephes' expf (round to n = x·log₂e, reduce by n·ln2 in two parts, degree-6
+    /// polynomial, scale by 2ⁿ), ≤ 2 ulp on [−87.3, 88.4]; 0 below, clamped above: Vector512.Exp is a call
+    /// and was the largest cost of the GELU pass. Needs AVX-512F.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Exp(Vector512<float> x)
+    {
+        var underflow = Vector512.LessThan(x, Vector512.Create(-87.33654f));
+        x = Vector512.Max(Vector512.Min(x, Vector512.Create(88.37626f)), Vector512.Create(-87.33654f));
+        var n = Vector512.Round(x * Vector512.Create(1.44269504f));
+        var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-0.693359375f), x);
+        r = Vector512.FusedMultiplyAdd(n, Vector512.Create(2.12194440e-4f), r);
+        var p = Vector512.FusedMultiplyAdd(Vector512.Create(1.9875691500e-4f), r, Vector512.Create(1.3981999507e-3f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(8.3334519073e-3f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(4.1665795894e-2f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1.6666665459e-1f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(5.0000001201e-1f));
+        p = Vector512.FusedMultiplyAdd(p, r * r, r + Vector512<float>.One);
+        // Below the smallest normal result: exactly 0, as masked scores (−1e6) need — a clamped 1e-38 there turned
+        // into denormal probabilities and slowed every GEMM that read them several-fold.
+        return Vector512.ConditionalSelect(underflow, Vector512<float>.Zero, Avx512F.Scale(p, n));
+    }
+
     /// <summary>dst[0..n) = x ⊙ y.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Multiply(float* x, float* y, float* dst, int n)

@@ -283,7 +283,7 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
             var sumV = Vector512<float>.Zero;
             for (j = 0; j < n; j += 16)
             {
-                var e = Vector512.Exp(Vector512.Load(s + j) - max); // tail lanes are −∞ → 0
+                var e = Exp(Vector512.Load(s + j) - max); // tail lanes are −∞ → 0
                 e.Store(s + j);
                 sumV += e;
             }

@@ -335,13 +335,13 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
         var j = 0;
         for (; j + 16 <= n; j += 16)
         {
-            var p = Vector512.Exp(Vector512.Load(src + j) - lseV) * wV;
+            var p = Exp(Vector512.Load(src + j) - lseV) * wV;
             (accumulate ? p + Vector512.Load(dst + j) : p).Store(dst + j);
         }
         if (j < n)
         {
             var tail = Tail(n - j);
-            var p = Vector512.Exp(Avx512F.MaskLoad(src + j, tail, lseV) - lseV) * wV;
+            var p = Exp(Avx512F.MaskLoad(src + j, tail, lseV) - lseV) * wV;
             Avx512F.MaskStore(dst + j, tail, accumulate ? p + Avx512F.MaskLoad(dst + j, tail, Vector512<float>.Zero) : p);
         }
     }
@@ -365,8 +365,8 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
         for (var j = 0; j < last; j += 16) maxV = Vector512.Max(maxV, Vector512.Load(v + j));
         var rowMax = HorizontalMax(maxV);
         var m = Vector512.Create(rowMax);
-        var sum = last < n ? Vector512.Exp(Avx512F.MaskLoad(v + last, tailMask, minusInf) - m) : Vector512<float>.Zero;
-        for (var j = 0; j < last; j += 16) sum += Vector512.Exp(Vector512.Load(v + j) - m);
+        var sum = last < n ? Exp(Avx512F.MaskLoad(v + last, tailMask, minusInf) - m) : Vector512<float>.Zero;
+        for (var j = 0; j < last; j += 16) sum += Exp(Vector512.Load(v + j) - m);
         return rowMax + MathF.Log(Vector512.Sum(sum));
     }
 }

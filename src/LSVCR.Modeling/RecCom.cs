@@ -338,15 +338,15 @@ public sealed class RecCom : nn.Module
     /// <summary>Mean cross-entropy of the Rec full softmax: the same value as <c>cross_entropy(ScoreAllVideos(user),
     /// target)</c>, whose pad column (−1e6) has probability 0, computed without the pad column (targets shift by one)
     /// and with 1/T applied to the [B, d] users instead of the [B, PhotoCount] scores: two fewer passes over the
-    /// largest tensor of a training step, forward and backward.</summary>
+    /// largest tensor of a training step, forward and backward; <see cref="SoftmaxCrossEntropy"/> then never
+    /// materialises the log-probabilities.</summary>
     internal Tensor FullSoftmaxLoss(Tensor user, Tensor target, Tensor? titleTable)
     {
         using var scope = NewDisposeScope();
         if (target.numel() > 0 && target.min().item<long>() < 1)
             throw new ArgumentException("A Rec target is the pad video (id 0); targets must be real videos.", nameof(target));
         var videos = VideoVectors(null, titleTable).narrow(0, 1, Config.PhotoCount - 1);
-        var scores = user.div(Config.Temperature).matmul(videos.t());
-        return F.cross_entropy(scores, target.sub(1)).MoveToOuterDisposeScope();
+        return SoftmaxCrossEntropy.Loss(user.div(Config.Temperature), videos, target.sub(1)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Cosine/T scores against per-example candidates [B, C] (video ids for Rec, comment ids for CommRank); pad candidates (0) = -1e6.</summary>

@@ -52,6 +52,24 @@ public unsafe class CpuKernelsTests
     }
 
     [Fact]
+    public void Exp_is_accurate_over_the_normal_range_and_exactly_zero_below_it()
+    {
+        if (!System.Runtime.Intrinsics.X86.Avx512F.IsSupported) return; // the kernels use it only with AVX-512F
+        var worst = 0.0;
+        for (var i = 0; i <= 20000; i++)
+        {
+            var x = -87.3f + i * (88.3f + 87.3f) / 20000;
+            var got = CpuKernels.Exp(Vector512.Create(x)).ToScalar();
+            worst = Math.Max(worst, Math.Abs(got - Math.Exp(x)) / Math.Exp(x));
+        }
+        Assert.InRange(worst, 0, 3e-7);
+        // Masked scores (−1e6), −∞ and anything whose exp is not a normal float give exactly 0, never a denormal.
+        foreach (var x in new[] { -87.5f, -100f, -1e6f, float.NegativeInfinity })
+            Assert.Equal(0f, CpuKernels.Exp(Vector512.Create(x)).ToScalar());
+        Assert.Equal(1f, CpuKernels.Exp(Vector512<float>.Zero).ToScalar());
+    }
+
+    [Fact]
     public void HorizontalMax_finds_the_largest_lane_wherever_it_is()
     {
         for (var lane = 0; lane < Vector512<float>.Count; lane++)

@@ -1,0 +1,223 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using TorchSharp.Modules;
+using static LSVCR.Modeling.CpuKernels;
+using static TorchSharp.torch;
+
+namespace LSVCR.Modeling;
+
+/// <summary>
+/// The post-norm residual of MODEL.md §2.1, LayerNorm(Dropout(h) + r), for training as one autograd node with a
+/// hand-written forward and backward; evaluation uses libtorch's LayerNorm (dropout is the identity there).
+/// <para>Why: as libtorch ops it is the dropout node, an add, LayerNorm's moments and normalise passes, and backward
+/// LayerNorm's row pass, its separate γ/β reductions and the dropout backward — about eight passes over a
+/// [B·L, d] tensor, ten times per step (two per transformer layer). Here the forward and the backward are one pass
+/// each. No package offers it for TorchSharp, hence this kernel.</para>
+/// <para>Same arithmetic as the written-out reference: the dropout keep mask is <see cref="Dropout.KeepMask"/>'s
+/// stream with one seed drawn where <c>Dropout.Apply</c> would draw it, so masks (and seeded runs) are unchanged;
+/// LayerNorm uses the biased variance, rstd = 1/√(var + eps). γ/β gradients are summed per fixed chunk of rows and
+/// then over chunks in order, so they do not depend on the thread count.</para>
+/// Saved for backward: x̂ = (z − mean)·rstd [rows, d], rstd [rows], γ and the dropout seed.
+/// </summary>
+internal sealed class ResidualNorm : autograd.SingleTensorFunction<ResidualNorm>
+{
+    public override string Name => nameof(ResidualNorm);
+
+    private sealed record Spec(ulong Seed, double P, float Eps);
+
+    /// <param name="h">[..., d] the sublayer output (dropped out).</param>
+    /// <param name="r">[..., d] the residual input.</param>
+    public static Tensor Apply(Tensor h, Tensor r, LayerNorm norm, double p, double eps, bool training)
+    {
+        if (!training || h.dtype != ScalarType.Float32 || p >= 1) return norm.forward(Dropout.Apply(h, p, training).add(r));
+        if (!h.shape.SequenceEqual(r.shape)) throw new ArgumentException($"ResidualNorm: h [{string.Join(", ", h.shape)}] and r [{string.Join(", ", r.shape)}] differ.");
+        var seed = p > 0 ? Dropout.NextSeed() : 0UL;
+        return apply(h.contiguous(), r.to(ScalarType.Float32).contiguous(), norm.weight!, norm.bias!, new Spec(seed, p, (float)eps));
+    }
+
+    /// <summary>Rows per work item: the unit of the γ/β partial sums.</summary>
+    private const int ChunkRows = 256;
+
+    public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+    {
+        var (h, r, gamma, beta, spec) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2], (Tensor)vars[3], (Spec)vars[4]);
+        var d = (int)h.shape[^1];
+        var rows = h.numel() / d;
+        var y = empty_like(h);
+        var xhat = empty_like(h);
+        var rstd = empty(rows, dtype: ScalarType.Float32);
+        Kernels.Forward(h, r, gamma.detach().contiguous(), beta.detach().contiguous(), y, xhat, rstd, d, spec);
+        ctx.save_for_backward([xhat, rstd, gamma]);
+        ctx.save_data("spec", spec);
+        return y;
+    }
+
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+    {
+        var saved = ctx.get_saved_variables();
+        var (xhat, rstd, gamma) = (saved[0], saved[1], saved[2]);
+        var spec = (Spec)ctx.get_data("spec");
+        var d = (int)xhat.shape[^1];
+        var dy = gradOutput.to(ScalarType.Float32).contiguous();
+        var dh = empty_like(xhat);
+        var dr = empty_like(xhat);
+        var (dGamma, dBeta) = Kernels.Backward(dy, xhat, rstd, gamma.detach().contiguous(), dh, dr, d, spec);
+        return [dh, dr, dGamma, dBeta, null!];
+    }
+
+    private static unsafe class Kernels
+    {
+        public static void Forward(Tensor hT, Tensor rT, Tensor gammaT, Tensor betaT, Tensor yT, Tensor xhatT, Tensor rstdT, int d, Spec spec)
+        {
+            var (h, r, gamma, beta, y, xhat, rstd) = ((nint)Ptr(hT), (nint)Ptr(rT), (nint)Ptr(gammaT), (nint)Ptr(betaT), (nint)Ptr(yT), (nint)Ptr(xhatT), (nint)Ptr(rstdT));
+            var rows = (int)(hT.numel() / d);
+            var (threshold, scale) = (Dropout.Threshold(spec.P), Dropout.KeepScale(spec.P));
+            ForEach((rows + ChunkRows - 1) / ChunkRows, ChunkRows * d, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (c, scratch) =>
+            {
+                var (r0, n) = (c * ChunkRows, Math.Min(ChunkRows, rows - c * ChunkRows));
+                var z = Dropped(spec, (float*)h, (long)r0 * d, n * d, threshold, scale, (float*)scratch);
+                for (var i = 0; i < n; i++)
+                {
+                    var row = (long)(r0 + i) * d;
+                    var zi = z + (long)i * d;
+                    Add(zi, (float*)r + row, d);
+                    ((float*)rstd)[r0 + i] = Normalise(zi, d, spec.Eps, (float*)xhat + row, (float*)gamma, (float*)beta, (float*)y + row);
+                }
+            });
+        }
+
+        public static (Tensor DGamma, Tensor DBeta) Backward(Tensor dyT, Tensor xhatT, Tensor rstdT, Tensor gammaT, Tensor dhT, Tensor drT, int d, Spec spec)
+        {
+            var (dy, xhat, rstd, gamma, dh, dr) = ((nint)Ptr(dyT), (nint)Ptr(xhatT), (nint)Ptr(rstdT), (nint)Ptr(gammaT), (nint)Ptr(dhT), (nint)Ptr(drT));
+            var rows = (int)(dyT.numel() / d);
+            var chunks = (rows + ChunkRows - 1) / ChunkRows;
+            using var partialT = zeros(chunks, 2, d, dtype: ScalarType.Float32);
+            var partial = (nint)Ptr(partialT);
+            var (threshold, scale) = (Dropout.Threshold(spec.P), Dropout.KeepScale(spec.P));
+            ForEach(chunks, 0, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (c, _) =>
+            {
+                var (r0, n) = (c * ChunkRows, Math.Min(ChunkRows, rows - c * ChunkRows));
+                var dGamma = (float*)partial + (long)c * 2 * d;
+                var dBeta = dGamma + d;
+                for (var i = 0; i < n; i++)
+                {
+                    var row = (long)(r0 + i) * d;
+                    RowBackward((float*)dy + row, (float*)xhat + row, ((float*)rstd)[r0 + i], (float*)gamma, d, (float*)dr + row, dGamma, dBeta);
+                }
+                var first = (long)r0 * d; // a whole number of words: ChunkRows is a multiple of 4
+                if (spec.P > 0) Dropout.WriteKeep(spec.Seed, first >> 2, n * d, threshold, scale, (float*)dh + first, (float*)dr + first);
+                else new Span<float>((float*)dr + first, n * d).CopyTo(new Span<float>((float*)dh + first, n * d));
+            });
+            var sums = zeros(2, d, dtype: ScalarType.Float32);
+            var total = Ptr(sums);
+            for (var c = 0; c < chunks; c++) // in chunk order: the same sum for any thread count
+                for (var j = 0; j < 2 * d; j++) total[j] += ((float*)partial)[(long)c * 2 * d + j];
+            return (sums[0], sums[1]);
+        }
+
+        /// <summary>src[first..first+count) ⊙ keep (Dropout's stream for this seed) into scratch; first is a whole
+        /// number of words (ChunkRows is a multiple of 4).</summary>
+        private static float* Dropped(Spec spec, float* src, long first, int count, ushort threshold, float scale, float* scratch)
+        {
+            if (spec.P <= 0) new Span<float>(src + first, count).CopyTo(new Span<float>(scratch, count));
+            else Dropout.WriteKeep(spec.Seed, first >> 2, count, threshold, scale, scratch, src + first);
+            return scratch;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Add(float* z, float* r, int d)
+        {
+            var j = 0;
+            if (Vector512.IsHardwareAccelerated)
+                for (; j + 16 <= d; j += 16) (Vector512.Load(z + j) + Vector512.Load(r + j)).Store(z + j);
+            for (; j < d; j++) z[j] += r[j];
+        }
+
+        /// <summary>x̂ = (z − mean)·rstd, y = x̂·γ + β for one row; returns rstd.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static float Normalise(float* z, int d, float eps, float* xhat, float* gamma, float* beta, float* y)
+        {
+            var (sum, j) = (0f, 0);
+            if (Vector512.IsHardwareAccelerated)
+            {
+                var acc = Vector512<float>.Zero;
+                for (; j + 16 <= d; j += 16) acc += Vector512.Load(z + j);
+                sum = Vector512.Sum(acc);
+            }
+            for (; j < d; j++) sum += z[j];
+            var mean = sum / d;
+            var (sq, k) = (0f, 0);
+            if (Vector512.IsHardwareAccelerated)
+            {
+                var (acc, m) = (Vector512<float>.Zero, Vector512.Create(mean));
+                for (; k + 16 <= d; k += 16)
+                {
+                    var c = Vector512.Load(z + k) - m;
+                    acc = Vector512.FusedMultiplyAdd(c, c, acc);
+                }
+                sq = Vector512.Sum(acc);
+            }
+            for (; k < d; k++) sq += (z[k] - mean) * (z[k] - mean);
+            var rstd = 1f / MathF.Sqrt(sq / d + eps);
+            var t = 0;
+            if (Vector512.IsHardwareAccelerated)
+            {
+                var (m, s) = (Vector512.Create(mean), Vector512.Create(rstd));
+                for (; t + 16 <= d; t += 16)
+                {
+                    var x = (Vector512.Load(z + t) - m) * s;
+                    x.Store(xhat + t);
+                    Vector512.FusedMultiplyAdd(x, Vector512.Load(gamma + t), Vector512.Load(beta + t)).Store(y + t);
+                }
+            }
+            for (; t < d; t++)
+            {
+                var x = (z[t] - mean) * rstd;
+                xhat[t] = x;
+                y[t] = MathF.FusedMultiplyAdd(x, gamma[t], beta[t]);
+            }
+            return rstd;
+        }
+
+        /// <summary>One row: g = dy·γ, dz = rstd·(g − mean(g) − x̂·mean(g·x̂)); dγ += dy·x̂, dβ += dy.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static void RowBackward(float* dy, float* xhat, float rstd, float* gamma, int d, float* dz, float* dGamma, float* dBeta)
+        {
+            var (sg, sgx, j) = (0f, 0f, 0);
+            if (Vector512.IsHardwareAccelerated)
+            {
+                var (a, b) = (Vector512<float>.Zero, Vector512<float>.Zero);
+                for (; j + 16 <= d; j += 16)
+                {
+                    var (dyv, x) = (Vector512.Load(dy + j), Vector512.Load(xhat + j));
+                    var g = dyv * Vector512.Load(gamma + j);
+                    a += g;
+                    b = Vector512.FusedMultiplyAdd(g, x, b);
+                    Vector512.FusedMultiplyAdd(dyv, x, Vector512.Load(dGamma + j)).Store(dGamma + j);
+                    (Vector512.Load(dBeta + j) + dyv).Store(dBeta + j);
+                }
+                (sg, sgx) = (Vector512.Sum(a), Vector512.Sum(b));
+            }
+            for (; j < d; j++)
+            {
+                var g = dy[j] * gamma[j];
+                sg += g;
+                sgx += g * xhat[j];
+                dGamma[j] += dy[j] * xhat[j];
+                dBeta[j] += dy[j];
+            }
+            var (meanG, meanGx) = (sg / d, sgx / d);
+            var t = 0;
+            if (Vector512.IsHardwareAccelerated)
+            {
+                var (mg, mgx, s) = (Vector512.Create(meanG), Vector512.Create(meanGx), Vector512.Create(rstd));
+                for (; t + 16 <= d; t += 16)
+                {
+                    var g = Vector512.Load(dy + t) * Vector512.Load(gamma + t);
+                    ((g - mg - Vector512.Load(xhat + t) * mgx) * s).Store(dz + t);
+                }
+            }
+            for (; t < d; t++) dz[t] = (dy[t] * gamma[t] - meanG - xhat[t] * meanGx) * rstd;
+        }
+    }
+}
