@@ -130,6 +130,7 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
 
     private const int Lookahead = 4;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Prefetch(int row, int d, float* id, float* text)
     {
         if (!Sse.IsSupported) return;
@@ -138,6 +139,7 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
         for (var t = 0; t < d; t += 16) { Sse.Prefetch0(a + t); Sse.Prefetch0(b + t); }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe float NormaliseRow(float* v, int d, float mul, float* dst)
     {
         var span = new ReadOnlySpan<float>(v, d);
@@ -180,6 +182,7 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
 
     /// <summary>dx (in place) → dv for x = (v / n) / t, with u = x·t and du = dx / t (see <see cref="Unnormalise"/>):
     /// dv = (dx / t − x·t·(x·dx)) / n.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void NormBackward(float* x, float* dx, float norm, float t, int d)
     {
         var grad = new Span<float>(dx, d);
@@ -301,6 +304,7 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
 
     /// <summary>dst[δ] = band[(j − δ) mod S, δ] for δ = 0..K2: the wrapped diagonal through column j — a walk with
     /// stride −(Wp − 1) that jumps by S rows once it passes row 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Diagonal(float* band, int j, Geometry g, float* dst)
     {
         var p = band + (long)j * g.Wp;
@@ -310,6 +314,7 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
     }
 
     /// <summary>band[(j − δ) mod S, δ] += v[δ] for δ = 0..K2 (see <see cref="Diagonal"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void AddToDiagonal(float* band, int j, Geometry g, float* v)
     {
         var p = band + (long)j * g.Wp;
@@ -320,6 +325,7 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
 
     /// <summary>dst[0..n) ← (dst +) w · exp(src − lse): the softmax of logits whose log-sum-exp is
     /// <paramref name="lse"/>, scaled; dst may alias src.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void ScaledSoftmax(float* src, int n, float lse, float w, float* dst, bool accumulate)
     {
         if (!Avx512F.IsSupported)
@@ -347,6 +353,7 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
     }
 
     /// <summary>log Σ exp(v[0..n)), with the maximum subtracted first; <paramref name="tmp"/> may alias v.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe float LogSumExp(float* v, int n, float* tmp)
     {
         var values = new ReadOnlySpan<float>(v, n);

@@ -117,6 +117,7 @@ internal sealed class ResidualNorm : autograd.SingleTensorFunction<ResidualNorm>
 
         /// <summary>src[first..first+count) ⊙ keep (Dropout's stream for this seed) into scratch; first is a whole
         /// number of words (ChunkRows is a multiple of 4).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static float* Dropped(Spec spec, float* src, long first, int count, ushort threshold, float scale, float* scratch)
         {
             if (spec.P <= 0) new Span<float>(src + first, count).CopyTo(new Span<float>(scratch, count));
