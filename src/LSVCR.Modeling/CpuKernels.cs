@@ -46,6 +46,20 @@ internal static unsafe class CpuKernels
             _ => { });
     }
 
+    /// <summary>Σ over the rows of a [chunks, w] float32 tensor of per-chunk partial sums, added in row order on one
+    /// thread: the kernels' parameter gradients come out the same for any thread count (libtorch's sum may split
+    /// the reduction differently).</summary>
+    public static Tensor SumChunks(Tensor partial)
+    {
+        var (chunks, w) = ((int)partial.shape[0], (int)partial.shape[1]);
+        var sum = zeros(w, dtype: ScalarType.Float32);
+        var src = Ptr(partial);
+        var dst = Ptr(sum);
+        for (var c = 0; c < chunks; c++)
+            for (var j = 0; j < w; j++) dst[j] += src[(long)c * w + j];
+        return sum;
+    }
+
     /// <summary>A lane mask (for Avx512F.MaskLoad/MaskStore) selecting the first <paramref name="count"/> of 16 lanes.</summary>
     public static Vector512<float> Tail(int count) =>
         Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(count)).AsSingle();

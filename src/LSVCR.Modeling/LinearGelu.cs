@@ -85,11 +85,7 @@ internal sealed class LinearGelu : autograd.SingleTensorFunction<LinearGelu>
                 for (var i = c * ChunkRows; i < Math.Min(rows, (c + 1) * ChunkRows); i++)
                     GeluBackwardRow((float*)z + (long)i * n, (float*)dg + (long)i * n, (float*)dz + (long)i * n, (float*)partial + (long)c * n, n);
             });
-            var db = zeros(n, dtype: ScalarType.Float32);
-            var total = Ptr(db);
-            for (var c = 0; c < chunks; c++) // in chunk order: the same sum for any thread count
-                for (var j = 0; j < n; j++) total[j] += ((float*)partial)[(long)c * n + j];
-            return db;
+            return SumChunks(partialT);
         }
 
         private const float InvSqrt2 = 0.70710678118654752f;

@@ -108,11 +108,8 @@ internal sealed class ResidualNorm : autograd.SingleTensorFunction<ResidualNorm>
                 if (spec.P > 0) Dropout.WriteKeep(spec.Seed, first >> 2, n * d, threshold, scale, (float*)dh + first, (float*)dr + first);
                 else new Span<float>((float*)dr + first, n * d).CopyTo(new Span<float>((float*)dh + first, n * d));
             });
-            var sums = zeros(2, d, dtype: ScalarType.Float32);
-            var total = Ptr(sums);
-            for (var c = 0; c < chunks; c++) // in chunk order: the same sum for any thread count
-                for (var j = 0; j < 2 * d; j++) total[j] += ((float*)partial)[(long)c * 2 * d + j];
-            return (sums[0], sums[1]);
+            var sums = SumChunks(partialT.view(chunks, 2 * d));
+            return (sums.narrow(0, 0, d).clone(), sums.narrow(0, d, d).clone()); // separate storages for the two .grad tensors
         }
 
         /// <summary>src[first..first+count) ⊙ keep (Dropout's stream for this seed) into scratch; first is a whole
