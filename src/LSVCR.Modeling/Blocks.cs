@@ -76,7 +76,7 @@ internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Ten
             ctx = F.scaled_dot_product_attention(qh, kh, vh, mask) // fused kernel, same math without dropout
                 .transpose(1, 2).reshape(b, lq, d);
         }
-        return ResidualNorm.Apply(out_linear.forward(ctx), q, LayerNorm, _hiddenDropout, _eps, training).MoveToOuterDisposeScope();
+        return ResidualNorm.Apply(out_linear, ctx, q, LayerNorm, _hiddenDropout, _eps, training).MoveToOuterDisposeScope();
     }
 
     /// <summary>Self-attention's q | k | v per row, [B, L, 3d]: one [d, 3d] GEMM instead of three [d, d] ones
@@ -110,7 +110,7 @@ internal sealed class FeedForward : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var h = LinearGelu.Apply(x, linear_1, training); // erf form, as the reference
-        return ResidualNorm.Apply(linear_2.forward(h), x, LayerNorm, _dropout, _eps, training).MoveToOuterDisposeScope();
+        return ResidualNorm.Apply(linear_2, h, x, LayerNorm, _dropout, _eps, training).MoveToOuterDisposeScope();
     }
 }
 
