@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using static TorchSharp.torch;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace LSVCR.Modeling;
 
@@ -17,6 +18,9 @@ internal static unsafe class CpuKernels
 {
     /// <summary>The data of a contiguous float32 CPU tensor.</summary>
     public static float* Ptr(Tensor t) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(MemoryMarshal.Cast<byte, float>(t.bytes)));
+
+    /// <summary>The data of a contiguous int32 CPU tensor.</summary>
+    public static int* Int32Ptr(Tensor t) => (int*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(MemoryMarshal.Cast<byte, int>(t.bytes)));
 
     /// <summary>n rounded up to whole vectors.</summary>
     public static int Pad(int n) => (n + 7) & ~7;
@@ -76,7 +80,7 @@ internal static unsafe class CpuKernels
 
     /// <summary>e^x inline, Cephes' expf (round to n = x·log₂e, reduce by n·ln2 in two parts, degree-6
     /// polynomial, scale by 2ⁿ), ≤ 2 ulp on [−87.3, 88.4]; 0 below, clamped above: Vector512.Exp is a call
-    /// and was the largest cost of the GELU pass. Needs AVX-512F.</summary>
+    /// and was the largest cost of the GELU pass. Plain Vector512 operations: exact on any CPU, fast with AVX-512.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Exp(Vector512<float> x)
     {
@@ -93,7 +97,68 @@ internal static unsafe class CpuKernels
         p = Vector512.FusedMultiplyAdd(p, r * r, r + Vector512<float>.One);
         // Below the smallest normal result: exactly 0, as masked scores (−1e6) need — a clamped 1e-38 there turned
         // into denormal probabilities and slowed every GEMM that read them several-fold.
-        return Vector512.ConditionalSelect(underflow, Vector512<float>.Zero, Avx512F.Scale(p, n));
+        var twoToN = Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle(); // exact: n ∈ [−126, 127]
+        return Vector512.ConditionalSelect(underflow, Vector512<float>.Zero, p * twoToN);
+    }
+
+    /// <summary>log Σ exp(v[0..n)), with the maximum subtracted first (a row of the id–text band, a row of the
+    /// full-softmax scores). AVX-512: whole vectors plus one masked tail; otherwise TensorPrimitives in chunks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float LogSumExp(float* v, int n)
+    {
+        if (!Avx512F.IsSupported)
+        {
+            var max = TensorPrimitives.Max(new ReadOnlySpan<float>(v, n));
+            Span<float> chunk = stackalloc float[256];
+            var total = 0f;
+            for (var start = 0; start < n; start += chunk.Length)
+            {
+                var part = chunk[..Math.Min(chunk.Length, n - start)];
+                TensorPrimitives.Subtract(new ReadOnlySpan<float>(v + start, part.Length), max, part);
+                TensorPrimitives.Exp(part, part);
+                total += TensorPrimitives.Sum(part);
+            }
+            return max + MathF.Log(total);
+        }
+        var minusInf = Vector512.Create(float.NegativeInfinity);
+        var tailMask = Tail(n & 15);
+        var last = n & ~15;
+        var maxV = last < n ? Avx512F.MaskLoad(v + last, tailMask, minusInf) : minusInf;
+        for (var j = 0; j < last; j += 16) maxV = Vector512.Max(maxV, Vector512.Load(v + j));
+        var rowMax = HorizontalMax(maxV);
+        var m = Vector512.Create(rowMax);
+        var sum = last < n ? Exp(Avx512F.MaskLoad(v + last, tailMask, minusInf) - m) : Vector512<float>.Zero;
+        for (var j = 0; j < last; j += 16) sum += Exp(Vector512.Load(v + j) - m);
+        return rowMax + MathF.Log(Vector512.Sum(sum));
+    }
+
+    /// <summary>dst[0..n) ← (dst +) w · exp(src − lse): the softmax of logits whose log-sum-exp is
+    /// <paramref name="lse"/>, scaled — the softmax part of a cross-entropy gradient; dst may alias src.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void ScaledSoftmax(float* src, int n, float lse, float w, float* dst, bool accumulate)
+    {
+        if (!Avx512F.IsSupported)
+        {
+            for (var j = 0; j < n; j++)
+            {
+                var p = w * MathF.Exp(src[j] - lse);
+                dst[j] = accumulate ? dst[j] + p : p;
+            }
+            return;
+        }
+        var (lseV, wV) = (Vector512.Create(lse), Vector512.Create(w));
+        var i = 0;
+        for (; i + 16 <= n; i += 16)
+        {
+            var p = Exp(Vector512.Load(src + i) - lseV) * wV;
+            (accumulate ? p + Vector512.Load(dst + i) : p).Store(dst + i);
+        }
+        if (i < n)
+        {
+            var tail = Tail(n - i);
+            var p = Exp(Avx512F.MaskLoad(src + i, tail, lseV) - lseV) * wV;
+            Avx512F.MaskStore(dst + i, tail, accumulate ? p + Avx512F.MaskLoad(dst + i, tail, Vector512<float>.Zero) : p);
+        }
     }
 
     /// <summary>dst[0..n) = x ⊙ y.</summary>

@@ -113,7 +113,7 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
     /// id side), and keeps the clamped norms for the backward.</summary>
     private static unsafe void Gather(Geometry g, Rows r, float invT)
     {
-        var (id, text, index, xb, yb, norms) = ((nint)Ptr(r.Id), (nint)Ptr(r.Text), (nint)IntPtr(r.Index), (nint)Ptr(r.Xb), (nint)Ptr(r.Yb), (nint)Ptr(r.Norms));
+        var (id, text, index, xb, yb, norms) = ((nint)Ptr(r.Id), (nint)Ptr(r.Text), (nint)Int32Ptr(r.Index), (nint)Ptr(r.Xb), (nint)Ptr(r.Yb), (nint)Ptr(r.Norms));
         ForEach(g.Blocks, 0, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (blk, _) =>
         {
             for (var s = 0; s < g.S; s++)
@@ -169,7 +169,7 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
                 NormBackward((float*)yb + slot * g.D, (float*)dyb + slot * g.D, ((float*)norms)[slots + slot], 1f, g.D);
             }
         });
-        var index = IntPtr(indexT);
+        var index = Int32Ptr(indexT);
         var dId = Ptr(dIdT);
         var dText = Ptr(dTextT);
         for (long slot = 0; slot < slots; slot++)
@@ -196,8 +196,6 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
         }
         else TensorPrimitives.Multiply(grad, 1f / (t * NormEps), grad);
     }
-
-    private static unsafe int* IntPtr(Tensor t) => (int*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(MemoryMarshal.Cast<byte, int>(t.bytes)));
 
     private static unsafe void Forward(Geometry g, Rows r, Tensor ownerT, Tensor bandT, Tensor lseT, double[] partial, float invT)
     {
@@ -230,9 +228,9 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
             var sum = 0.0;
             for (var i = 0; i < g.S; i++)
             {
-                lse1[i] = LogSumExp(b + (long)i * g.Wp, g.K1 + 1, tmp);
+                lse1[i] = LogSumExp(b + (long)i * g.Wp, g.K1 + 1);
                 Diagonal(b, i, g, tmp);
-                lse2[i] = LogSumExp(tmp, g.K2 + 1, tmp);
+                lse2[i] = LogSumExp(tmp, g.K2 + 1);
                 if (o[i] != 0) sum += o[i] * ((double)lse1[i] + lse2[i] - 2.0 * b[(long)i * g.Wp]);
             }
             partial[blk] = sum;
@@ -321,59 +319,5 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
         var d = 0;
         for (; d <= g.K2 && d <= j; d++, p -= g.Wp - 1) *p += v[d];
         for (p += (long)g.S * g.Wp; d <= g.K2; d++, p -= g.Wp - 1) *p += v[d];
-    }
-
-    /// <summary>dst[0..n) ← (dst +) w · exp(src − lse): the softmax of logits whose log-sum-exp is
-    /// <paramref name="lse"/>, scaled; dst may alias src.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void ScaledSoftmax(float* src, int n, float lse, float w, float* dst, bool accumulate)
-    {
-        if (!Avx512F.IsSupported)
-        {
-            var output = accumulate ? stackalloc float[n] : new Span<float>(dst, n);
-            TensorPrimitives.Subtract(new ReadOnlySpan<float>(src, n), lse, output);
-            TensorPrimitives.Exp(output, output);
-            TensorPrimitives.Multiply(output, w, output);
-            if (accumulate) TensorPrimitives.Add(output, new ReadOnlySpan<float>(dst, n), new Span<float>(dst, n));
-            return;
-        }
-        var (lseV, wV) = (Vector512.Create(lse), Vector512.Create(w));
-        var j = 0;
-        for (; j + 16 <= n; j += 16)
-        {
-            var p = Exp(Vector512.Load(src + j) - lseV) * wV;
-            (accumulate ? p + Vector512.Load(dst + j) : p).Store(dst + j);
-        }
-        if (j < n)
-        {
-            var tail = Tail(n - j);
-            var p = Exp(Avx512F.MaskLoad(src + j, tail, lseV) - lseV) * wV;
-            Avx512F.MaskStore(dst + j, tail, accumulate ? p + Avx512F.MaskLoad(dst + j, tail, Vector512<float>.Zero) : p);
-        }
-    }
-
-    /// <summary>log Σ exp(v[0..n)), with the maximum subtracted first; <paramref name="tmp"/> may alias v.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe float LogSumExp(float* v, int n, float* tmp)
-    {
-        var values = new ReadOnlySpan<float>(v, n);
-        if (!Avx512F.IsSupported)
-        {
-            var max = TensorPrimitives.Max(values);
-            var shifted = new Span<float>(tmp, n);
-            TensorPrimitives.Subtract(values, max, shifted);
-            TensorPrimitives.Exp(shifted, shifted);
-            return max + MathF.Log(TensorPrimitives.Sum(shifted));
-        }
-        var minusInf = Vector512.Create(float.NegativeInfinity);
-        var tailMask = Tail(n & 15);
-        var last = n & ~15;
-        var maxV = last < n ? Avx512F.MaskLoad(v + last, tailMask, minusInf) : minusInf;
-        for (var j = 0; j < last; j += 16) maxV = Vector512.Max(maxV, Vector512.Load(v + j));
-        var rowMax = HorizontalMax(maxV);
-        var m = Vector512.Create(rowMax);
-        var sum = last < n ? Exp(Avx512F.MaskLoad(v + last, tailMask, minusInf) - m) : Vector512<float>.Zero;
-        for (var j = 0; j < last; j += 16) sum += Exp(Vector512.Load(v + j) - m);
-        return rowMax + MathF.Log(Vector512.Sum(sum));
     }
 }

@@ -1,6 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 using static LSVCR.Modeling.CpuKernels;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -30,7 +28,7 @@ internal sealed class SoftmaxCrossEntropy : autograd.SingleTensorFunction<Softma
             throw new ArgumentException($"SoftmaxCrossEntropy: u [{string.Join(", ", u.shape)}], v [{string.Join(", ", v.shape)}] and target [{string.Join(", ", target.shape)}] do not fit.");
         if (target.numel() > 0 && (target.min().item<long>() < 0 || target.max().item<long>() >= v.shape[0]))
             throw new ArgumentException($"SoftmaxCrossEntropy: a target is outside the {v.shape[0]} candidates.", nameof(target));
-        if (u.dtype != ScalarType.Float32 || v.dtype != ScalarType.Float32 || !Avx512F.IsSupported || u.shape[0] == 0)
+        if (u.dtype != ScalarType.Float32 || v.dtype != ScalarType.Float32 || u.shape[0] == 0)
             return F.cross_entropy(u.matmul(v.t()), target);
         return apply(u.contiguous(), v.contiguous(), target.to(ScalarType.Int64).contiguous());
     }
@@ -77,28 +75,10 @@ internal sealed class SoftmaxCrossEntropy : autograd.SingleTensorFunction<Softma
             var (rows, n) = ((int)scoresT.shape[0], (int)scoresT.shape[1]);
             ForEach(rows, 0, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (b, _) =>
             {
-                var row = (float*)s + (long)b * n;
                 var dst = (float*)d + (long)b * n;
-                var (m, w) = (Vector512.Create(((float*)lse)[b]), Vector512.Create(scale));
-                var j = 0;
-                for (; j + 16 <= n; j += 16) (Exp(Vector512.Load(row + j) - m) * w).Store(dst + j);
-                for (; j < n; j++) dst[j] = MathF.Exp(row[j] - ((float*)lse)[b]) * scale;
+                ScaledSoftmax((float*)s + (long)b * n, n, ((float*)lse)[b], scale, dst, accumulate: false);
                 dst[t[b]] -= scale;
             });
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static float LogSumExp(float* row, int n)
-        {
-            var (maxV, j) = (Vector512.Create(float.NegativeInfinity), 0);
-            for (; j + 16 <= n; j += 16) maxV = Vector512.Max(maxV, Vector512.Load(row + j));
-            var max = HorizontalMax(maxV);
-            for (; j < n; j++) max = MathF.Max(max, row[j]);
-            var (m, sumV) = (Vector512.Create(max), Vector512<float>.Zero);
-            for (j = 0; j + 16 <= n; j += 16) sumV += Exp(Vector512.Load(row + j) - m);
-            var sum = Vector512.Sum(sumV);
-            for (; j < n; j++) sum += MathF.Exp(row[j] - max);
-            return max + MathF.Log(sum);
         }
     }
 }
