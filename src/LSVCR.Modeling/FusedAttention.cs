@@ -148,6 +148,23 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
             public readonly ushort Threshold = Dropout.Threshold(p);
             public readonly float KeepScale = Dropout.KeepScale(p);
             public readonly float Scale = (float)(1.0 / Math.Sqrt(g.HeadDim));
+
+            /// <summary>Head h of example b: its dropout multipliers (generated into keepBuffer; null without
+            /// dropout), the first K, V and Q element, its probabilities and its Out (context or its gradient) rows.</summary>
+            public HeadRows Head(int b, int h, float* keepBuffer)
+            {
+                var (lq, lk, dh) = (G.Lq, G.Lk, G.HeadDim);
+                var kv = Kv + (long)b * lk * G.KvStride + h * dh;
+                return new HeadRows(
+                    Drop ? KeepBlock(Seed, (long)(b * G.Heads + h) * lq * lk, lq * lk, Threshold, KeepScale, keepBuffer) : null,
+                    kv + G.KOffset, kv + G.VOffset, Q + (long)b * lq * G.QStride + h * dh,
+                    Probs + (long)(b * G.Heads + h) * lq * lk, Out + (long)b * lq * G.D + h * dh);
+            }
+        }
+
+        private readonly struct HeadRows(float* keep, float* k, float* v, float* q, float* probs, float* output)
+        {
+            public readonly float* Keep = keep, K = k, V = v, Q = q, Probs = probs, Out = output;
         }
 
         // Per (example, head), as small GEMMs (CpuKernels.Gemm) on matrices in L1: S = Q·Kᵀ, row softmax and
@@ -166,11 +183,8 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
             var keyRows = KeyRows(g, (int*)(keepBuffer + KeepFloats(g)));
             for (var h = 0; h < g.Heads; h++)
             {
-                var keep = a.Drop ? KeepBlock(a.Seed, (long)(b * g.Heads + h) * lq * lk, lq * lk, a.Threshold, a.KeepScale, keepBuffer) : null;
-                var kBase = a.Kv + (long)b * lk * g.KvStride + g.KOffset + h * dh;
-                var vBase = a.Kv + (long)b * lk * g.KvStride + g.VOffset + h * dh;
-                var qBase = a.Q + (long)b * lq * g.QStride + h * dh;
-                var pBase = a.Probs + (long)(b * g.Heads + h) * lq * lk;
+                var head = a.Head(b, h, keepBuffer);
+                float* keep = head.Keep, kBase = head.K, vBase = head.V, qBase = head.Q, pBase = head.Probs, oBase = head.Out;
                 GatherColumns(kBase, keyRows, w, dh, kt, w);
                 Gemm(qBase, g.QStride, 1, kt, w, s, w, lq, w, dh);
                 for (var i = 0; i < lq; i++)
@@ -180,7 +194,7 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
                     if (a.Drop) Multiply(pBase + i * lk, keep + i * lk, weights + i * w, lk);
                 }
                 var pv = a.Drop ? weights : pBase;
-                Gemm(pv, a.Drop ? w : lk, 1, vBase, g.KvStride, a.Out + (long)b * lq * g.D + h * dh, g.D, lq, dh, lk);
+                Gemm(pv, a.Drop ? w : lk, 1, vBase, g.KvStride, oBase, g.D, lq, dh, lk);
             }
         }
 
@@ -197,12 +211,8 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
             var keyRows = KeyRows(g, (int*)(keepBuffer + KeepFloats(g)));
             for (var h = 0; h < g.Heads; h++)
             {
-                var keep = a.Drop ? KeepBlock(a.Seed, (long)(b * g.Heads + h) * lq * lk, lq * lk, a.Threshold, a.KeepScale, keepBuffer) : null;
-                var kBase = a.Kv + (long)b * lk * g.KvStride + g.KOffset + h * dh;
-                var vBase = a.Kv + (long)b * lk * g.KvStride + g.VOffset + h * dh;
-                var qBase = a.Q + (long)b * lq * g.QStride + h * dh;
-                var doBase = a.Out + (long)b * lq * g.D + h * dh;
-                var pBase = a.Probs + (long)(b * g.Heads + h) * lq * lk;
+                var head = a.Head(b, h, keepBuffer);
+                float* keep = head.Keep, kBase = head.K, vBase = head.V, qBase = head.Q, pBase = head.Probs, doBase = head.Out;
                 GatherColumns(vBase, keyRows, w, dh, vt, w);
                 Gemm(doBase, g.D, 1, vt, w, dP, w, lq, w, dh);
                 for (var i = 0; i < lq; i++)
