@@ -85,7 +85,7 @@ internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Ten
         F.linear(x, cat([query.weight!, key.weight!, value.weight!], 0), cat([query.bias!, key.bias!, value.bias!], 0));
 }
 
-/// <summary>FFN: LayerNorm(Dropout(linear_2(GELU(linear_1(x)))) + x).</summary>
+/// <summary>FFN: LayerNorm(Dropout(linear_2(GELU(linear_1(x)))) + x) (<see cref="FusedFeedForward"/>).</summary>
 internal sealed class FeedForward : nn.Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006
@@ -108,9 +108,8 @@ internal sealed class FeedForward : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
-        using var scope = NewDisposeScope();
-        var h = LinearGelu.Apply(x, linear_1, training); // erf form, as the reference
-        return ResidualNorm.Apply(linear_2, h, x, LayerNorm, _dropout, _eps, training).MoveToOuterDisposeScope();
+        // One fused node in training (erf GELU, as the reference); the libtorch modules in evaluation.
+        return FusedFeedForward.Apply(x, linear_1, linear_2, LayerNorm, _dropout, _eps, training);
     }
 }
 

@@ -309,14 +309,15 @@ internal static unsafe class CpuKernels
     }
 
     /// <summary>
-    /// C[m·cs + n] = Σ_k A[m·ams + k·aks] · B[k·bs + n] for m &lt; M, n &lt; N: a small GEMM of matrices that sit in
-    /// L1/L2 (one attention head, one id–text block), with A read element-wise at any strides (so Aᵀ costs nothing)
+    /// C[m·cs + n] (+)= Σ_k A[m·ams + k·aks] · B[k·bs + n] for m &lt; M, n &lt; N (+= with <paramref name="accumulate"/>):
+    /// a small GEMM of matrices that sit in L1/L2 (one attention head, one id–text block, one row block of a
+    /// feed-forward layer or of a weight gradient), with A read element-wise at any strides (so Aᵀ costs nothing)
     /// and B and C row-major. Tiles of 4 rows × 64 columns or 8 rows × 32|16 columns keep 16 (8) accumulators in
     /// registers and reuse every B load across the tile's rows: row-at-a-time <see cref="WeightedRowSum"/> is bound by
     /// its loads and FMA latency at about a third of this speed. Row and column remainders go to WeightedRowSum.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Gemm(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int rows, int cols, int depth)
+    public static void Gemm(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int rows, int cols, int depth, bool accumulate = false)
     {
         var n = 0;
         if (Vector512.IsHardwareAccelerated)
@@ -324,28 +325,42 @@ internal static unsafe class CpuKernels
             for (; n + 64 <= cols; n += 64)
             {
                 var m = 0;
-                for (; m + 4 <= rows; m += 4) Tile4x64(a + (long)m * ams, ams, aks, b + n, bs, c + (long)m * cs + n, cs, depth);
-                for (; m < rows; m++) WeightedRowSum(a + (long)m * ams, aks, depth, b + n, bs, 64, c + (long)m * cs + n);
+                for (; m + 4 <= rows; m += 4) Tile4x64(a + (long)m * ams, ams, aks, b + n, bs, c + (long)m * cs + n, cs, depth, accumulate);
+                for (; m < rows; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, 64, c + (long)m * cs + n, accumulate);
             }
             for (; n + 32 <= cols; n += 32)
             {
                 var m = 0;
-                for (; m + 8 <= rows; m += 8) Tile8x32(a + (long)m * ams, ams, aks, b + n, bs, c + (long)m * cs + n, cs, depth);
-                for (; m < rows; m++) WeightedRowSum(a + (long)m * ams, aks, depth, b + n, bs, 32, c + (long)m * cs + n);
+                for (; m + 8 <= rows; m += 8) Tile8x32(a + (long)m * ams, ams, aks, b + n, bs, c + (long)m * cs + n, cs, depth, accumulate);
+                for (; m < rows; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, 32, c + (long)m * cs + n, accumulate);
             }
             for (; n + 16 <= cols; n += 16)
             {
                 var m = 0;
-                for (; m + 8 <= rows; m += 8) Tile8x16(a + (long)m * ams, ams, aks, b + n, bs, c + (long)m * cs + n, cs, depth);
-                for (; m < rows; m++) WeightedRowSum(a + (long)m * ams, aks, depth, b + n, bs, 16, c + (long)m * cs + n);
+                for (; m + 8 <= rows; m += 8) Tile8x16(a + (long)m * ams, ams, aks, b + n, bs, c + (long)m * cs + n, cs, depth, accumulate);
+                for (; m < rows; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, 16, c + (long)m * cs + n, accumulate);
             }
         }
         if (n < cols)
-            for (var m = 0; m < rows; m++) WeightedRowSum(a + (long)m * ams, aks, depth, b + n, bs, cols - n, c + (long)m * cs + n);
+            for (var m = 0; m < rows; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, cols - n, c + (long)m * cs + n, accumulate);
     }
 
+    /// <summary>One row of C by <see cref="WeightedRowSum"/>; with <paramref name="accumulate"/> added to C through a
+    /// stack row (WeightedRowSum overwrites its destination).</summary>
+    private static void RowRemainder(float* w, int ws, int n, float* rows, int stride, int dh, float* dst, bool accumulate)
+    {
+        if (!accumulate) { WeightedRowSum(w, ws, n, rows, stride, dh, dst); return; }
+        var row = stackalloc float[dh];
+        WeightedRowSum(w, ws, n, rows, stride, dh, row);
+        for (var j = 0; j < dh; j++) dst[j] += row[j];
+    }
+
+    /// <summary>Stores a tile accumulator, added to what C holds when accumulating.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Put(Vector512<float> v, float* c, bool accumulate) => (accumulate ? v + Vector512.Load(c) : v).Store(c);
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile4x64(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int depth)
+    private static void Tile4x64(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int depth, bool acc)
     {
         Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
         Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
@@ -370,14 +385,14 @@ internal static unsafe class CpuKernels
             c30 = Vector512.FusedMultiplyAdd(w, b0, c30); c31 = Vector512.FusedMultiplyAdd(w, b1, c31);
             c32 = Vector512.FusedMultiplyAdd(w, b2, c32); c33 = Vector512.FusedMultiplyAdd(w, b3, c33);
         }
-        c00.Store(c); c01.Store(c + 16); c02.Store(c + 32); c03.Store(c + 48); c += cs;
-        c10.Store(c); c11.Store(c + 16); c12.Store(c + 32); c13.Store(c + 48); c += cs;
-        c20.Store(c); c21.Store(c + 16); c22.Store(c + 32); c23.Store(c + 48); c += cs;
-        c30.Store(c); c31.Store(c + 16); c32.Store(c + 32); c33.Store(c + 48);
+        Put(c00, c, acc); Put(c01, c + 16, acc); Put(c02, c + 32, acc); Put(c03, c + 48, acc); c += cs;
+        Put(c10, c, acc); Put(c11, c + 16, acc); Put(c12, c + 32, acc); Put(c13, c + 48, acc); c += cs;
+        Put(c20, c, acc); Put(c21, c + 16, acc); Put(c22, c + 32, acc); Put(c23, c + 48, acc); c += cs;
+        Put(c30, c, acc); Put(c31, c + 16, acc); Put(c32, c + 32, acc); Put(c33, c + 48, acc);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile8x32(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int depth)
+    private static void Tile8x32(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int depth, bool acc)
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default, c30 = default, c31 = default;
         Vector512<float> c40 = default, c41 = default, c50 = default, c51 = default, c60 = default, c61 = default, c70 = default, c71 = default;
@@ -404,18 +419,18 @@ internal static unsafe class CpuKernels
             w = Vector512.Create(ap[7 * s]);
             c70 = Vector512.FusedMultiplyAdd(w, b0, c70); c71 = Vector512.FusedMultiplyAdd(w, b1, c71);
         }
-        c00.Store(c); c01.Store(c + 16); c += cs;
-        c10.Store(c); c11.Store(c + 16); c += cs;
-        c20.Store(c); c21.Store(c + 16); c += cs;
-        c30.Store(c); c31.Store(c + 16); c += cs;
-        c40.Store(c); c41.Store(c + 16); c += cs;
-        c50.Store(c); c51.Store(c + 16); c += cs;
-        c60.Store(c); c61.Store(c + 16); c += cs;
-        c70.Store(c); c71.Store(c + 16);
+        Put(c00, c, acc); Put(c01, c + 16, acc); c += cs;
+        Put(c10, c, acc); Put(c11, c + 16, acc); c += cs;
+        Put(c20, c, acc); Put(c21, c + 16, acc); c += cs;
+        Put(c30, c, acc); Put(c31, c + 16, acc); c += cs;
+        Put(c40, c, acc); Put(c41, c + 16, acc); c += cs;
+        Put(c50, c, acc); Put(c51, c + 16, acc); c += cs;
+        Put(c60, c, acc); Put(c61, c + 16, acc); c += cs;
+        Put(c70, c, acc); Put(c71, c + 16, acc);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile8x16(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int depth)
+    private static void Tile8x16(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int depth, bool acc)
     {
         Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
         var s = (long)ams;
@@ -432,8 +447,8 @@ internal static unsafe class CpuKernels
             c6 = Vector512.FusedMultiplyAdd(Vector512.Create(ap[6 * s]), b0, c6);
             c7 = Vector512.FusedMultiplyAdd(Vector512.Create(ap[7 * s]), b0, c7);
         }
-        c0.Store(c); c1.Store(c + cs); c2.Store(c + 2L * cs); c3.Store(c + 3L * cs);
-        c4.Store(c + 4L * cs); c5.Store(c + 5L * cs); c6.Store(c + 6L * cs); c7.Store(c + 7L * cs);
+        Put(c0, c, acc); Put(c1, c + cs, acc); Put(c2, c + 2L * cs, acc); Put(c3, c + 3L * cs, acc);
+        Put(c4, c + 4L * cs, acc); Put(c5, c + 5L * cs, acc); Put(c6, c + 6L * cs, acc); Put(c7, c + 7L * cs, acc);
     }
 
     /// <summary>dst[t·dstStride + j] = src[rows[j] + t] for j &lt; n, t &lt; cols: columns of the rows starting at
