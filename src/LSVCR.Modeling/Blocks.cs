@@ -8,7 +8,8 @@ namespace LSVCR.Modeling;
 // Building blocks of MODEL.md §2.1. Field names are the reference's parameter names (RegisterComponents uses them),
 // so state_dict() keys match the PyTorch release and its checkpoints load without renaming.
 
-/// <summary>MHA with post-norm residual: LayerNorm(Dropout(out_linear(attention)) + q) (<see cref="ResidualNorm"/>).</summary>
+/// <summary>MHA with post-norm residual: LayerNorm(Dropout(out_linear(attention)) + q); in training one fused node
+/// (<see cref="FusedMultiHeadAttention"/>), in evaluation the modules with libtorch's fused attention kernel.</summary>
 internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Tensor>
 {
 #pragma warning disable IDE1006 // reference parameter names
@@ -43,40 +44,35 @@ internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Ten
     public override Tensor forward(Tensor q, Tensor kv, Tensor mask)
     {
         using var scope = NewDisposeScope();
+        var self = ReferenceEquals(q, kv);
+        if (training && q.dtype == ScalarType.Float32 && _attentionDropout < 1 && _hiddenDropout < 1)
+        {
+            // The whole sublayer as one hand-written node (FusedMultiHeadAttention), k and v as one projection.
+            var p = new FusedMultiHeadAttention.Parameters(query.weight!, query.bias!, cat([key.weight!, value.weight!], 0),
+                cat([key.bias!, value.bias!], 0), out_linear.weight!, out_linear.bias!, LayerNorm.weight!, LayerNorm.bias!);
+            return FusedMultiHeadAttention.Apply(q, self ? null : kv, mask, p, _heads, _attentionDropout, _hiddenDropout, _eps)
+                .MoveToOuterDisposeScope();
+        }
         var (b, lq, d) = (q.shape[0], q.shape[1], q.shape[2]);
         var lk = kv.shape[1];
         var dh = d / _heads;
-        Tensor ctx;
-        if (training)
+        Tensor qh, kh, vh;
+        if (self)
         {
-            // The attention core as one hand-written autograd node (FusedAttention: softmax(QKᵀ/√dh + mask),
-            // attention dropout, ·V), reading q/k/v in place from the projections.
-            if (ReferenceEquals(q, kv))
-                ctx = FusedAttention.Self(ProjectQkv(q), mask, _heads, _attentionDropout);
-            else
-            {
-                var kvProjected = F.linear(kv, cat([key.weight!, value.weight!], 0), cat([key.bias!, value.bias!], 0));
-                ctx = FusedAttention.Cross(query.forward(q), kvProjected, mask, _heads, _attentionDropout);
-            }
+            var qkv = ProjectQkv(q).view(b, lq, 3, _heads, dh).permute(2, 0, 3, 1, 4);
+            (qh, kh, vh) = (qkv[0], qkv[1], qkv[2]);
         }
         else
         {
-            Tensor qh, kh, vh;
-            if (ReferenceEquals(q, kv))
-            {
-                var qkv = ProjectQkv(q).view(b, lq, 3, _heads, dh).permute(2, 0, 3, 1, 4);
-                (qh, kh, vh) = (qkv[0], qkv[1], qkv[2]);
-            }
-            else
-            {
-                qh = query.forward(q).view(b, lq, _heads, dh).transpose(1, 2);
-                kh = key.forward(kv).view(b, lk, _heads, dh).transpose(1, 2);
-                vh = value.forward(kv).view(b, lk, _heads, dh).transpose(1, 2);
-            }
-            ctx = F.scaled_dot_product_attention(qh, kh, vh, mask) // fused kernel, same math without dropout
-                .transpose(1, 2).reshape(b, lq, d);
+            qh = query.forward(q).view(b, lq, _heads, dh).transpose(1, 2);
+            kh = key.forward(kv).view(b, lk, _heads, dh).transpose(1, 2);
+            vh = value.forward(kv).view(b, lk, _heads, dh).transpose(1, 2);
         }
-        return ResidualNorm.Apply(out_linear, ctx, q, LayerNorm, _hiddenDropout, _eps, training).MoveToOuterDisposeScope();
+        var ctx = training
+            ? Dropout.Apply(qh.matmul(kh.transpose(-2, -1)).mul(1.0 / Math.Sqrt(dh)).add(mask).softmax(-1), _attentionDropout, true).matmul(vh)
+            : F.scaled_dot_product_attention(qh, kh, vh, mask); // fused kernel, same math without dropout
+        var h = Dropout.Apply(out_linear.forward(ctx.transpose(1, 2).reshape(b, lq, d)), _hiddenDropout, training);
+        return LayerNorm.forward(h.add(q)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Self-attention's q | k | v per row, [B, L, 3d]: one [d, 3d] GEMM instead of three [d, d] ones

@@ -57,10 +57,16 @@ internal static unsafe class CpuKernels
     {
         var (chunks, w) = ((int)partial.shape[0], (int)partial.shape[1]);
         var sum = zeros(w, dtype: ScalarType.Float32);
-        var src = Ptr(partial);
-        var dst = Ptr(sum);
-        for (var c = 0; c < chunks; c++)
-            for (var j = 0; j < w; j++) dst[j] += src[(long)c * w + j];
+        var (src, dst) = ((nint)Ptr(partial), (nint)Ptr(sum));
+        // Column stripes in parallel, each summed over the chunks in row order (the order fixes the result).
+        const int Stripe = 4096;
+        ForEach((w + Stripe - 1) / Stripe, 0, (s, _) =>
+        {
+            var (j0, n) = (s * Stripe, Math.Min(Stripe, w - s * Stripe));
+            var total = new Span<float>((float*)dst + j0, n);
+            for (var c = 0; c < chunks; c++)
+                TensorPrimitives.Add(total, new ReadOnlySpan<float>((float*)src + (long)c * w + j0, n), total);
+        });
         return sum;
     }
 

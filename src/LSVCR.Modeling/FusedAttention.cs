@@ -22,6 +22,9 @@ namespace LSVCR.Modeling;
 /// the kernel equals <c>Dropout.Apply(softmax(...), p)·V</c> drawn right after the same <c>manual_seed</c>.</para>
 /// Saved for backward: the inputs, the softmax probabilities [B, H, Lq, Lk] and the dropout seed (the keep mask is
 /// regenerated, not stored).
+/// <para>Training runs these per-example kernels inside <see cref="FusedMultiHeadAttention"/>'s chunks (with the
+/// projections, out_linear and the residual norm around them); this node runs the core alone, so tests can hold it
+/// against the formula directly (long histories, extreme scores, one query).</para>
 /// </summary>
 internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttention>
 {
@@ -104,14 +107,14 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
         }
     }
 
-    /// <summary>The per-(example, head) loops; scratch rows are padded to whole vectors.</summary>
-    private static unsafe class Kernels
+    /// <summary>The per-(example, head) loops (also run inside <see cref="FusedMultiHeadAttention"/>'s blocks);
+    /// scratch rows are padded to whole vectors.</summary>
+    internal static unsafe class Kernels
     {
         public static void Forward(Geometry g, Tensor qT, Tensor kvT, Tensor maskT, Tensor outT, Tensor probsT, ulong seed, double p)
         {
             var args = new Args(g, Ptr(qT), Ptr(kvT), Ptr(maskT), Ptr(probsT), Ptr(outT), null, null, seed, p);
-            var w = Width(g);
-            ForEach(g.Batch, g.HeadDim * w + 2 * g.Lq * w + KeepFloats(g) + w, (b, scratch) => ForwardExample(args, b, (float*)scratch));
+            ForEach(g.Batch, ForwardScratch(g), (b, scratch) => ForwardExample(args, b, (float*)scratch));
         }
 
         /// <summary>dQ into <paramref name="dQT"/> rows (stride QStride, self: the q columns of dQKV), dK/dV into
@@ -119,9 +122,14 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
         public static void Backward(Geometry g, Tensor qT, Tensor kvT, Tensor probsT, Tensor dOutT, Tensor dQT, Tensor dKvT, ulong seed, double p)
         {
             var args = new Args(g, Ptr(qT), Ptr(kvT), null, Ptr(probsT), Ptr(dOutT), Ptr(dQT), Ptr(dKvT), seed, p);
-            var w = Width(g);
-            ForEach(g.Batch, g.HeadDim * w + 3 * g.Lq * w + KeepFloats(g) + w, (b, scratch) => BackwardExample(args, b, (float*)scratch));
+            ForEach(g.Batch, BackwardScratch(g), (b, scratch) => BackwardExample(args, b, (float*)scratch));
         }
+
+        /// <summary>Floats of scratch <see cref="ForwardExample"/> needs.</summary>
+        public static int ForwardScratch(Geometry g) => g.HeadDim * Width(g) + 2 * g.Lq * Width(g) + KeepFloats(g) + Width(g);
+
+        /// <summary>Floats of scratch <see cref="BackwardExample"/> needs.</summary>
+        public static int BackwardScratch(Geometry g) => g.HeadDim * Width(g) + 3 * g.Lq * Width(g) + KeepFloats(g) + Width(g);
 
         /// <summary>Row width of the per-head [·, Lk] scratch matrices: whole 16-float vectors, so <see cref="Gemm"/>
         /// tiles cover the key columns (results in the pad columns are never read).</summary>
@@ -139,7 +147,7 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
         private static int KeepFloats(Geometry g) => g.Lq * g.Lk + 3;
 
         /// <summary>One call's pointers and constants. Out = the context (forward) or its gradient (backward).</summary>
-        private sealed class Args(Geometry g, float* q, float* kv, float* mask, float* probs, float* output, float* dQ, float* dKv, ulong seed, double p)
+        internal sealed class Args(Geometry g, float* q, float* kv, float* mask, float* probs, float* output, float* dQ, float* dKv, ulong seed, double p)
         {
             public readonly Geometry G = g;
             public readonly float* Q = q, Kv = kv, Mask = mask, Probs = probs, Out = output, DQ = dQ, DKv = dKv;
@@ -162,7 +170,7 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
             }
         }
 
-        private readonly struct HeadRows(float* keep, float* k, float* v, float* q, float* probs, float* output)
+        internal readonly struct HeadRows(float* keep, float* k, float* v, float* q, float* probs, float* output)
         {
             public readonly float* Keep = keep, K = k, V = v, Q = q, Probs = probs, Out = output;
         }
@@ -172,7 +180,7 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
         // dK = dSᵀ·Q (the transposes are strides, not copies).
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void ForwardExample(Args a, int b, float* scratch)
+        public static void ForwardExample(Args a, int b, float* scratch)
         {
             var g = a.G;
             var (w, dh, lk, lq) = (Width(g), g.HeadDim, g.Lk, g.Lq);
@@ -199,7 +207,7 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void BackwardExample(Args a, int b, float* scratch)
+        public static void BackwardExample(Args a, int b, float* scratch)
         {
             var g = a.G;
             var (w, dh, lk, lq) = (Width(g), g.HeadDim, g.Lk, g.Lq);

@@ -124,7 +124,8 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
         }
 
         /// <summary>Per block: LayerNorm backward into dx (the residual path), dropout, then dW2 += dYᵀ·G,
-        /// dG = dY·W2, dH = dG·GELU'(H), dW1 += dHᵀ·x and dx += dH·W1, with H and G recomputed from x.</summary>
+        /// dG = dY·W2, dH = dG·GELU'(H), dW1 += dHᵀ·x and dx += dH·W1, with H = x·W1ᵀ + b1 recomputed and G and
+        /// GELU'(H) taken in one pass.</summary>
         public static Gradients Backward(Tensor dOutT, Tensor xT, Tensor xhatT, Tensor rstdT, Weights wt, Tensor gammaT, Tensor dxT, Spec spec)
         {
             var (rows, d, inner) = ((int)xT.shape[0], (int)xT.shape[1], wt.Inner);
@@ -136,7 +137,7 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
             using var partialT = zeros(chunks, width, dtype: ScalarType.Float32);
             var partial = (nint)Ptr(partialT);
             var (threshold, scale) = (Dropout.Threshold(spec.P), Dropout.KeepScale(spec.P));
-            ForEach(chunks, BlockRows * (2 * inner + d), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (c, scratch) =>
+            ForEach(chunks, BlockRows * (3 * inner + d), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (c, scratch) =>
             {
                 var dW1 = (float*)partial + (long)c * width;
                 var dW2 = dW1 + (long)inner * d;
@@ -144,9 +145,10 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
                 var dB2 = dB1 + inner;
                 var dGamma = dB2 + d;
                 var dBeta = dGamma + d;
-                var h = (float*)scratch;                    // [block, inner] H + b1
-                var g = h + (long)BlockRows * inner;         // [block, inner] GELU, then dG, then dH
-                var dz = g + (long)BlockRows * inner;        // [block, d] gradient of linear_2's output
+                var h = (float*)scratch;                    // [block, inner] x·W1ᵀ, then dG, then dH
+                var g = h + (long)BlockRows * inner;         // [block, inner] GELU(H + b1)
+                var slope = g + (long)BlockRows * inner;     // [block, inner] GELU'(H + b1)
+                var dz = slope + (long)BlockRows * inner;    // [block, d] gradient of linear_2's output
                 for (var r0 = c * ChunkRows; r0 < Math.Min(rows, (c + 1) * ChunkRows); r0 += BlockRows)
                 {
                     var n = Math.Min(BlockRows, rows - r0);
@@ -162,12 +164,16 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
                     for (var i = 0; i < n; i++) LayerNormRows.Add(dB2, dz + (long)i * d, d);
 
                     Gemm(xb, d, 1, (float*)w1t, inner, h, inner, n, inner, d);
-                    for (var i = 0; i < n; i++) Gelu.ForwardRow(h + (long)i * inner, (float*)b1, g + (long)i * inner, inner);
+                    for (var i = 0; i < n; i++)
+                    {
+                        var at = (long)i * inner;
+                        Gelu.ValueAndSlopeRow(h + at, (float*)b1, g + at, slope + at, inner);
+                    }
                     Gemm(dz, 1, d, g, inner, dW2, inner, d, inner, n, accumulate: true);
-                    Gemm(dz, d, 1, (float*)w2, inner, g, inner, n, inner, d);
-                    for (var i = 0; i < n; i++) Gelu.BackwardRow(h + (long)i * inner, g + (long)i * inner, g + (long)i * inner, dB1, inner);
-                    Gemm(g, 1, inner, xb, d, dW1, d, inner, d, n, accumulate: true);
-                    Gemm(g, inner, 1, (float*)w1, d, dxb, d, n, d, inner, accumulate: true);
+                    Gemm(dz, d, 1, (float*)w2, inner, h, inner, n, inner, d);
+                    for (var i = 0; i < n; i++) Gelu.SlopeBackwardRow(h + (long)i * inner, slope + (long)i * inner, h + (long)i * inner, dB1, inner);
+                    Gemm(h, 1, inner, xb, d, dW1, d, inner, d, n, accumulate: true);
+                    Gemm(h, inner, 1, (float*)w1, d, dxb, d, n, d, inner, accumulate: true);
                 }
             });
             var sums = SumChunks(partialT);

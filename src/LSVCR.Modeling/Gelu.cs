@@ -34,25 +34,46 @@ internal static unsafe class Gelu
         }
     }
 
-    /// <summary>dz = dG · (0.5·(1 + erf(z/√2)) + z·φ(z)); db += dz.</summary>
+    /// <summary>The backward's recomputation in one pass: v = z (+ b when given), g = GELU(v) and slope = GELU'(v),
+    /// sharing one erf and its exp(−v²/2) (which is also φ's).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void BackwardRow(float* z, float* dg, float* dz, float* db, int n)
+    public static void ValueAndSlopeRow(float* z, float* b, float* g, float* slope, int n)
     {
         var j = 0;
         if (Avx512F.IsSupported)
             for (; j + 16 <= n; j += 16)
             {
                 var v = Vector512.Load(z + j);
-                var cdf = Vector512.Create(0.5f) * (Vector512<float>.One + Erf(v * Vector512.Create(InvSqrt2)));
-                var pdf = Vector512.Create(InvSqrt2Pi) * CpuKernels.Exp(v * v * Vector512.Create(-0.5f));
-                var d = Vector512.Load(dg + j) * Vector512.FusedMultiplyAdd(v, pdf, cdf);
+                if (b != null) v += Vector512.Load(b + j);
+                var erf = Erf(v * Vector512.Create(InvSqrt2), out var gaussian);
+                var cdf = Vector512.Create(0.5f) * (Vector512<float>.One + erf);
+                (v * cdf).Store(g + j);
+                Vector512.FusedMultiplyAdd(v * Vector512.Create(InvSqrt2Pi), gaussian, cdf).Store(slope + j);
+            }
+        for (; j < n; j++)
+        {
+            var v = b != null ? z[j] + b[j] : z[j];
+            var cdf = 0.5f * (1f + Erf(v * InvSqrt2));
+            g[j] = v * cdf;
+            slope[j] = cdf + v * InvSqrt2Pi * MathF.Exp(-0.5f * v * v);
+        }
+    }
+
+    /// <summary>dz = dG · slope (slope from <see cref="ValueAndSlopeRow"/>); db += dz.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void SlopeBackwardRow(float* dg, float* slope, float* dz, float* db, int n)
+    {
+        var j = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; j + 16 <= n; j += 16)
+            {
+                var d = Vector512.Load(dg + j) * Vector512.Load(slope + j);
                 d.Store(dz + j);
                 (Vector512.Load(db + j) + d).Store(db + j);
             }
         for (; j < n; j++)
         {
-            var v = z[j];
-            var d = dg[j] * (0.5f * (1f + Erf(v * InvSqrt2)) + v * InvSqrt2Pi * MathF.Exp(-0.5f * v * v));
+            var d = dg[j] * slope[j];
             dz[j] = d;
             db[j] += d;
         }
@@ -62,7 +83,11 @@ internal static unsafe class Gelu
     private const float P = 0.3275911f, A1 = 0.254829592f, A2 = -0.284496736f, A3 = 1.421413741f, A4 = -1.453152027f, A5 = 1.061405429f;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Erf(Vector512<float> x)
+    public static Vector512<float> Erf(Vector512<float> x) => Erf(x, out _);
+
+    /// <summary>erf(x), and exp(−x²) that the formula evaluates on the way.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Erf(Vector512<float> x, out Vector512<float> gaussian)
     {
         var a = Vector512.Abs(x);
         var t = Reciprocal(Vector512.FusedMultiplyAdd(Vector512.Create(P), a, Vector512<float>.One));
@@ -70,7 +95,8 @@ internal static unsafe class Gelu
         r = Vector512.FusedMultiplyAdd(r, t, Vector512.Create(A3));
         r = Vector512.FusedMultiplyAdd(r, t, Vector512.Create(A2));
         r = Vector512.FusedMultiplyAdd(r, t, Vector512.Create(A1));
-        var y = Vector512<float>.One - t * r * CpuKernels.Exp(-(x * x));
+        gaussian = CpuKernels.Exp(-(x * x));
+        var y = Vector512<float>.One - t * r * gaussian;
         return Vector512.CopySign(y, x);
     }
 

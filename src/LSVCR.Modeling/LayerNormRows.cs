@@ -3,7 +3,7 @@ using System.Runtime.Intrinsics;
 
 namespace LSVCR.Modeling;
 
-/// <summary>Row kernels of the post-norm residual LayerNorm(z) shared by <see cref="ResidualNorm"/> and
+/// <summary>Row kernels of the post-norm residual LayerNorm(z) shared by <see cref="FusedMultiHeadAttention"/> and
 /// <see cref="FusedFeedForward"/>: biased variance, rstd = 1/√(var + eps), as libtorch's LayerNorm.</summary>
 internal static unsafe class LayerNormRows
 {
