@@ -351,6 +351,41 @@ internal static unsafe class CpuKernels
             for (var m = 0; m < rows; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, cols - n, c + (long)m * cs + n, accumulate);
     }
 
+    /// <summary>Columns per panel of a packed B (<see cref="Pack"/>): one <see cref="Tile4x64"/> width.</summary>
+    public const int PanelWidth = 64;
+
+    /// <summary>Floats of a packed copy of a [depth, cols] matrix.</summary>
+    public static int PackedSize(int depth, int cols) => (cols + PanelWidth - 1) / PanelWidth * PanelWidth * depth;
+
+    /// <summary>Copies row-major B [depth, cols] (row stride <paramref name="bs"/>) into panels of
+    /// <see cref="PanelWidth"/> columns, each panel [depth, 64] contiguous (the last one zero-padded).
+    /// <para>Why: a 64-column panel of a row-major B whose rows are 1 KB or more apart maps onto a few L1 sets and
+    /// evicts itself while the tiles sweep down C (measured ≈ 15 % slower at 256 columns); a contiguous panel does
+    /// not.</para></summary>
+    public static void Pack(float* b, int bs, int depth, int cols, float* dst)
+    {
+        for (var p = 0; p * PanelWidth < cols; p++)
+        {
+            var width = Math.Min(PanelWidth, cols - p * PanelWidth);
+            var panel = dst + (long)p * PanelWidth * depth;
+            for (var k = 0; k < depth; k++)
+            {
+                var row = panel + (long)k * PanelWidth;
+                new Span<float>(b + (long)k * bs + p * PanelWidth, width).CopyTo(new Span<float>(row, width));
+                if (width < PanelWidth) new Span<float>(row + width, PanelWidth - width).Clear();
+            }
+        }
+    }
+
+    /// <summary><see cref="Gemm"/> with B given as panels of <paramref name="packedDepth"/> rows (<see cref="Pack"/>),
+    /// of which the first <paramref name="depth"/> are used.</summary>
+    public static void GemmPacked(float* a, int ams, int aks, float* packed, int packedDepth, float* c, int cs, int rows, int cols, int depth, bool accumulate = false)
+    {
+        for (var p = 0; p * PanelWidth < cols; p++)
+            Gemm(a, ams, aks, packed + (long)p * PanelWidth * packedDepth, PanelWidth, c + p * PanelWidth, cs, rows,
+                Math.Min(PanelWidth, cols - p * PanelWidth), depth, accumulate);
+    }
+
     /// <summary>One row of C by <see cref="WeightedRowSum"/>; with <paramref name="accumulate"/> added to C through a
     /// stack row (WeightedRowSum overwrites its destination).</summary>
     private static void RowRemainder(float* w, int ws, int n, float* rows, int stride, int dh, float* dst, bool accumulate)

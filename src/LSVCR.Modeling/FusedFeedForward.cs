@@ -59,7 +59,7 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
         var xhat = empty_like(x);
         var rstd = empty(x.shape[0], dtype: ScalarType.Float32);
         Kernels.Forward(x, w, gamma.detach().contiguous(), beta.detach().contiguous(), y, xhat, rstd, spec);
-        ctx.save_for_backward([x, xhat, rstd, w.W1, w.W1T, w.B1, w.W2, w.W2T, w.B2, gamma]);
+        ctx.save_for_backward([x, xhat, rstd, w.W1, w.W1TPacked, w.B1, w.W2Packed, w.W2T, w.B2, gamma]);
         ctx.save_data("spec", spec);
         return y;
     }
@@ -75,14 +75,20 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
         return [dx, g.W1, g.B1, g.W2, g.B2, g.Gamma, g.Beta, null!];
     }
 
-    /// <summary>Detached contiguous weights with the transposes the forward GEMMs read row-major (W1ᵀ [d, inner],
-    /// W2ᵀ [inner, d]); the backward reads W1 and W2 as they are.</summary>
-    private sealed record Weights(Tensor W1, Tensor W1T, Tensor B1, Tensor W2, Tensor W2T, Tensor B2)
+    /// <summary>Detached contiguous weights in the layouts the GEMMs read: W1ᵀ [d, inner] and W2 [d, inner] as
+    /// <see cref="CpuKernels.Pack"/>ed panels (their rows are `inner` floats apart), W2ᵀ [inner, d] and W1 as they are.</summary>
+    private sealed record Weights(Tensor W1, Tensor W1TPacked, Tensor B1, Tensor W2Packed, Tensor W2T, Tensor B2)
     {
-        public static Weights Of(Tensor w1, Tensor b1, Tensor w2, Tensor b2)
+        public static unsafe Weights Of(Tensor w1, Tensor b1, Tensor w2, Tensor b2)
         {
             var (a, b) = (w1.detach().contiguous(), w2.detach().contiguous());
-            return new Weights(a, a.t().contiguous(), b1.detach().contiguous(), b, b.t().contiguous(), b2.detach().contiguous());
+            var (inner, d) = ((int)a.shape[0], (int)a.shape[1]);
+            using var at = a.t().contiguous();
+            var w1tPacked = empty(PackedSize(d, inner), dtype: ScalarType.Float32);
+            Pack(Ptr(at), inner, d, inner, Ptr(w1tPacked));
+            var w2Packed = empty(PackedSize(d, inner), dtype: ScalarType.Float32);
+            Pack(Ptr(b), inner, d, inner, Ptr(w2Packed));
+            return new Weights(a, w1tPacked, b1.detach().contiguous(), w2Packed, b.t().contiguous(), b2.detach().contiguous());
         }
 
         public int Inner => (int)W1.shape[0];
@@ -95,7 +101,7 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
         public static void Forward(Tensor xT, Weights wt, Tensor gammaT, Tensor betaT, Tensor yT, Tensor xhatT, Tensor rstdT, Spec spec)
         {
             var (rows, d, inner) = ((int)xT.shape[0], (int)xT.shape[1], wt.Inner);
-            var (x, w1t, b1, w2t, b2) = ((nint)Ptr(xT), (nint)Ptr(wt.W1T), (nint)Ptr(wt.B1), (nint)Ptr(wt.W2T), (nint)Ptr(wt.B2));
+            var (x, w1t, b1, w2t, b2) = ((nint)Ptr(xT), (nint)Ptr(wt.W1TPacked), (nint)Ptr(wt.B1), (nint)Ptr(wt.W2T), (nint)Ptr(wt.B2));
             var (gamma, beta, y, xhat, rstd) = ((nint)Ptr(gammaT), (nint)Ptr(betaT), (nint)Ptr(yT), (nint)Ptr(xhatT), (nint)Ptr(rstdT));
             var (threshold, scale) = (Dropout.Threshold(spec.P), Dropout.KeepScale(spec.P));
             ForEach((rows + ChunkRows - 1) / ChunkRows, BlockRows * (2 * inner + d), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (c, scratch) =>
@@ -107,7 +113,7 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
                 {
                     var n = Math.Min(BlockRows, rows - r0);
                     var xb = (float*)x + (long)r0 * d;
-                    Gemm(xb, d, 1, (float*)w1t, inner, h, inner, n, inner, d);
+                    GemmPacked(xb, d, 1, (float*)w1t, d, h, inner, n, inner, d);
                     for (var i = 0; i < n; i++) Gelu.ForwardRow(h + (long)i * inner, (float*)b1, g + (long)i * inner, inner);
                     Gemm(g, inner, 1, (float*)w2t, d, z, d, n, d, inner);
                     for (var i = 0; i < n; i++) LayerNormRows.AddBias(z + (long)i * d, (float*)b2, z + (long)i * d, d);
@@ -130,14 +136,15 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
         {
             var (rows, d, inner) = ((int)xT.shape[0], (int)xT.shape[1], wt.Inner);
             var (dOut, x, xhat, rstd, gamma, dx) = ((nint)Ptr(dOutT), (nint)Ptr(xT), (nint)Ptr(xhatT), (nint)Ptr(rstdT), (nint)Ptr(gammaT), (nint)Ptr(dxT));
-            var (w1, w1t, b1, w2) = ((nint)Ptr(wt.W1), (nint)Ptr(wt.W1T), (nint)Ptr(wt.B1), (nint)Ptr(wt.W2));
+            var (w1, w1t, b1, w2) = ((nint)Ptr(wt.W1), (nint)Ptr(wt.W1TPacked), (nint)Ptr(wt.B1), (nint)Ptr(wt.W2Packed));
             var chunks = (rows + ChunkRows - 1) / ChunkRows;
             // One partial row per chunk: dW1 [inner, d] | dW2 [d, inner] | db1 [inner] | db2 | dγ | dβ [d].
             var width = 2 * inner * d + inner + 3 * d;
             using var partialT = zeros(chunks, width, dtype: ScalarType.Float32);
             var partial = (nint)Ptr(partialT);
             var (threshold, scale) = (Dropout.Threshold(spec.P), Dropout.KeepScale(spec.P));
-            ForEach(chunks, BlockRows * (3 * inner + d), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (c, scratch) =>
+            var packedG = PackedSize(BlockRows, inner);
+            ForEach(chunks, BlockRows * (2 * inner + d) + packedG, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (c, scratch) =>
             {
                 var dW1 = (float*)partial + (long)c * width;
                 var dW2 = dW1 + (long)inner * d;
@@ -146,9 +153,9 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
                 var dGamma = dB2 + d;
                 var dBeta = dGamma + d;
                 var h = (float*)scratch;                    // [block, inner] x·W1ᵀ, then dG, then dH
-                var g = h + (long)BlockRows * inner;         // [block, inner] GELU(H + b1)
-                var slope = g + (long)BlockRows * inner;     // [block, inner] GELU'(H + b1)
+                var slope = h + (long)BlockRows * inner;     // [block, inner] GELU'(H + b1)
                 var dz = slope + (long)BlockRows * inner;    // [block, d] gradient of linear_2's output
+                var g = dz + (long)BlockRows * d;            // GELU(H + b1), packed: B of the dW2 product
                 for (var r0 = c * ChunkRows; r0 < Math.Min(rows, (c + 1) * ChunkRows); r0 += BlockRows)
                 {
                     var n = Math.Min(BlockRows, rows - r0);
@@ -163,14 +170,15 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
                     else Buffer.MemoryCopy(dxb, dz, (long)n * d * sizeof(float), (long)n * d * sizeof(float));
                     for (var i = 0; i < n; i++) LayerNormRows.Add(dB2, dz + (long)i * d, d);
 
-                    Gemm(xb, d, 1, (float*)w1t, inner, h, inner, n, inner, d);
+                    GemmPacked(xb, d, 1, (float*)w1t, d, h, inner, n, inner, d);
                     for (var i = 0; i < n; i++)
-                    {
-                        var at = (long)i * inner;
-                        Gelu.ValueAndSlopeRow(h + at, (float*)b1, g + at, slope + at, inner);
-                    }
-                    Gemm(dz, 1, d, g, inner, dW2, inner, d, inner, n, accumulate: true);
-                    Gemm(dz, d, 1, (float*)w2, inner, h, inner, n, inner, d);
+                        for (var j = 0; j < inner; j += PanelWidth)
+                        {
+                            var at = (long)i * inner + j;
+                            Gelu.ValueAndSlopeRow(h + at, (float*)b1 + j, g + (long)j * BlockRows + (long)i * PanelWidth, slope + at, Math.Min(PanelWidth, inner - j));
+                        }
+                    GemmPacked(dz, 1, d, g, BlockRows, dW2, inner, d, inner, n, accumulate: true);
+                    GemmPacked(dz, d, 1, (float*)w2, d, h, inner, n, inner, d);
                     for (var i = 0; i < n; i++) Gelu.SlopeBackwardRow(h + (long)i * inner, slope + (long)i * inner, h + (long)i * inner, dB1, inner);
                     Gemm(h, 1, inner, xb, d, dW1, d, inner, d, n, accumulate: true);
                     Gemm(h, inner, 1, (float*)w1, d, dxb, d, n, d, inner, accumulate: true);
