@@ -5,8 +5,8 @@ namespace LSVCR.Modeling.Tests;
 
 public unsafe class CpuKernelsTests
 {
-    /// <summary>Every tile path (4×64, 8×32, 8×16), their row remainders and the narrow-column fallback, with A read
-    /// row-major and transposed (by strides) and B/C rows wider than the product.</summary>
+    /// <summary>Every tile path (6×64, 4×64, 8×32, 8×16), their row remainders and the narrow-column fallback, with A
+    /// read row-major and transposed (by strides), B/C rows wider than the product, overwriting and accumulating C.</summary>
     [Theory]
     [InlineData(1, 1, 1)]
     [InlineData(3, 5, 7)]
@@ -16,6 +16,8 @@ public unsafe class CpuKernelsTests
     [InlineData(13, 48, 3)]
     [InlineData(50, 112, 64)]
     [InlineData(17, 70, 19)]
+    [InlineData(11, 64, 20)]  // one 6-row tile, one 4-row tile, one remainder row
+    [InlineData(16, 128, 9)]  // two 6-row tiles and a 4-row tile per panel
     public void Gemm_matches_matmul_for_row_major_and_transposed_A(int rows, int cols, int depth)
     {
         manual_seed(rows * 1000 + cols * 10 + depth);
@@ -32,6 +34,19 @@ public unsafe class CpuKernelsTests
 
         CpuKernels.Gemm(CpuKernels.Ptr(at), 1, rows + 5, CpuKernels.Ptr(b), cols + 9, CpuKernels.Ptr(c), cols + 2, rows, cols, depth);
         Assert.True(c.narrow(1, 0, cols).allclose(expectedT, 1e-4, 1e-4), $"max diff {c.narrow(1, 0, cols).sub(expectedT).abs().max().item<float>()}");
+
+        // Accumulating: C = Aᵀ-product from above, += the row-major product.
+        CpuKernels.Gemm(CpuKernels.Ptr(a), depth + 3, 1, CpuKernels.Ptr(b), cols + 9, CpuKernels.Ptr(c), cols + 2, rows, cols, depth, accumulate: true);
+        using var sum = expected.add(expectedT);
+        Assert.True(c.narrow(1, 0, cols).allclose(sum, 1e-4, 1e-4), $"accumulate max diff {c.narrow(1, 0, cols).sub(sum).abs().max().item<float>()}");
+        Assert.True(c.narrow(1, cols, 2).isnan().all().item<bool>());
+
+        // B as packed panels gives the same product.
+        using var packed = full(CpuKernels.PackedSize(depth, cols), float.NaN);
+        CpuKernels.Pack(CpuKernels.Ptr(b), cols + 9, depth, cols, CpuKernels.Ptr(packed));
+        CpuKernels.GemmPacked(CpuKernels.Ptr(a), depth + 3, 1, CpuKernels.Ptr(packed), depth, CpuKernels.Ptr(c), cols + 2, rows, cols, depth);
+        Assert.True(c.narrow(1, 0, cols).allclose(expected, 1e-4, 1e-4), $"packed max diff {c.narrow(1, 0, cols).sub(expected).abs().max().item<float>()}");
+        Assert.False(packed.isnan().any().item<bool>()); // the last panel's padding is zeroed
     }
 
     [Theory]
