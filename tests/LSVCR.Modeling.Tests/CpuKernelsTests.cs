@@ -18,6 +18,8 @@ public unsafe class CpuKernelsTests
     [InlineData(17, 70, 19)]
     [InlineData(11, 64, 20)]  // one 6-row tile, one 4-row tile, one remainder row
     [InlineData(16, 128, 9)]  // two 6-row tiles and a 4-row tile per panel
+    [InlineData(50, 32, 50)]  // six 8-row tiles and two remainder rows: an attention head
+    [InlineData(21, 32, 8)]   // two 8-row tiles, five remainder rows
     public void Gemm_matches_matmul_for_row_major_and_transposed_A(int rows, int cols, int depth)
     {
         manual_seed(rows * 1000 + cols * 10 + depth);
