@@ -119,13 +119,6 @@ internal sealed class FusedMultiHeadAttention : autograd.SingleTensorFunction<Fu
 
     private static unsafe class Kernels
     {
-        /// <summary>rows × cols of C = the bias row repeated (the GEMMs then accumulate onto it).</summary>
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void FillRows(float* c, float* bias, int rows, int cols)
-        {
-            for (var i = 0; i < rows; i++) new Span<float>(bias, cols).CopyTo(new Span<float>(c + (long)i * cols, cols));
-        }
-
         public static void Forward(FusedAttention.Geometry g, Spec spec, Tensor xT, Tensor yT, Tensor maskT, Weights wt, Activations t, Tensor outT)
         {
             var args = new FusedAttention.Kernels.Args(g, Ptr(t.Q), Ptr(t.Kv), Ptr(maskT), Ptr(t.Probs), Ptr(t.Context), null, null, spec.AttentionSeed, spec.AttentionDropout);
