@@ -7,8 +7,8 @@ public class FusedFeedForwardTests
 {
     /// <summary>The fused sublayer against the written-out libtorch formula with the same keep mask: output and the
     /// gradients of x, W1, b1, W2, b2, γ and β. 64 → 256 is the model's FFN (vector paths, whole tiles); 20 → 36 takes
-    /// the scalar and column-remainder paths. 303 rows: one partial chunk whose last block has 47 rows (tile-row
-    /// remainders, accumulating ones in the weight gradients); 1100 rows: two whole chunks and a partial one.</summary>
+    /// the scalar and column-remainder paths. 303 rows: one partial chunk whose last block has 15 rows (tile-row
+    /// remainders, accumulating ones in the weight gradients); 1100 rows: two whole chunks of 384 and a partial one.</summary>
     [Theory]
     [InlineData(64, 256, 1100, 0.3)]
     [InlineData(64, 256, 303, 0.0)]
