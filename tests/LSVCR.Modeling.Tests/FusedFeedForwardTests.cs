@@ -78,23 +78,8 @@ public class FusedFeedForwardTests
         using var norm = nn.LayerNorm(64, 1e-8);
         using var x = randn(2000, 64).requires_grad_(true);
         var parameters = new[] { linear1.weight!, linear1.bias!, linear2.weight!, linear2.bias!, norm.weight!, norm.bias!, x };
-        Tensor[] Run(int threads)
-        {
-            var before = get_num_threads();
-            set_num_threads(threads);
-            try
-            {
-                manual_seed(9);
-                FusedFeedForward.Apply(x, linear1, linear2, norm, 0.3, 1e-8, training: true).pow(2).sum().backward();
-                var g = parameters.Select(t => t.grad!.clone()).ToArray();
-                foreach (var t in parameters) t.grad!.zero_();
-                return g;
-            }
-            finally { set_num_threads(before); }
-        }
-        var one = Run(1);
-        var two = Run(2);
-        for (var i = 0; i < parameters.Length; i++) Assert.True(one[i].equal(two[i]).all().item<bool>(), $"parameter {i}");
+        Gradients.AssertThreadCountIndependent(
+            () => FusedFeedForward.Apply(x, linear1, linear2, norm, 0.3, 1e-8, training: true).pow(2).sum(), parameters);
     }
 
     [Fact]

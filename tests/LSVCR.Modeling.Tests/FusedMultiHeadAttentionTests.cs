@@ -99,23 +99,7 @@ public class FusedMultiHeadAttentionTests
         using var mask = Masks.Causal(randint(1, 9, [40, 50]));
         using var x = randn(40, 50, 64).requires_grad_(true);
         var parameters = m.parameters().Append(x).ToArray();
-        Tensor[] Run(int threads)
-        {
-            var before = get_num_threads();
-            set_num_threads(threads);
-            try
-            {
-                manual_seed(9);
-                m.forward(x, x, mask).pow(2).sum().backward();
-                var g = parameters.Select(t => t.grad!.clone()).ToArray();
-                foreach (var t in parameters) t.grad!.zero_();
-                return g;
-            }
-            finally { set_num_threads(before); }
-        }
-        var one = Run(1);
-        var two = Run(2);
-        for (var i = 0; i < parameters.Length; i++) Assert.True(one[i].equal(two[i]).all().item<bool>(), $"parameter {i}");
+        Gradients.AssertThreadCountIndependent(() => m.forward(x, x, mask).pow(2).sum(), parameters);
     }
 
     [Fact]
