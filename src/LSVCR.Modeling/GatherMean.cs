@@ -21,11 +21,12 @@ internal static unsafe class GatherMean
     /// <returns>[..., E]</returns>
     public static Tensor Of(Tensor table, Tensor ids)
     {
-        if (table.dim() != 2 || table.dtype != ScalarType.Float32) throw new ArgumentException("GatherMean needs a float32 [N, E] table.");
+        if (table.dim() != 2) throw new ArgumentException("GatherMean needs an [N, E] table.");
         var (k, e) = ((int)ids.shape[^1], (int)table.shape[1]);
         using var flat = ids.reshape(-1, k).to(ScalarType.Int32).contiguous();
         if (flat.numel() > 0 && (flat.min().item<int>() < 0 || flat.max().item<int>() >= table.shape[0]))
             throw new ArgumentException($"GatherMean: an id is outside the table's {table.shape[0]} rows.");
+        if (table.dtype != ScalarType.Float32) return Written(table, ids);
         var entries = (int)flat.shape[0];
         var output = empty(entries, e, dtype: ScalarType.Float32);
         using var source = table.contiguous();
@@ -51,6 +52,15 @@ internal static unsafe class GatherMean
             }
         });
         return output.view([.. ids.shape[..^1], e]);
+    }
+
+    /// <summary>The same mean with libtorch ops (tables of other dtypes).</summary>
+    private static Tensor Written(Tensor table, Tensor ids)
+    {
+        using var scope = NewDisposeScope();
+        var mask = ids.ne(0).unsqueeze(-1).to(table.dtype);
+        var rows = table.index_select(0, ids.reshape(-1)).view([.. ids.shape, table.shape[1]]);
+        return rows.mul(mask).sum(-2).div(mask.sum(-2).clamp_min(1)).MoveToOuterDisposeScope();
     }
 
     private const int Lookahead = 4;

@@ -30,4 +30,16 @@ public class GatherMeanTests
         var e = Assert.Throws<ArgumentException>(() => GatherMean.Of(table, tensor(new long[] { 1, 5 }).view(1, 2)));
         Assert.Contains("outside", e.Message);
     }
+
+    [Fact]
+    public void A_double_table_gives_the_same_mean()
+    {
+        manual_seed(32);
+        using var table = randn(30, 16);
+        using var ids = randint(0, 30, [50, 3]);
+        using var single = GatherMean.Of(table, ids);
+        using var dbl = GatherMean.Of(table.to(ScalarType.Float64), ids);
+        Assert.Equal(ScalarType.Float64, dbl.dtype);
+        Assert.True(dbl.to(ScalarType.Float32).allclose(single, 1e-6, 1e-6));
+    }
 }

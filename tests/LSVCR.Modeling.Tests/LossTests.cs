@@ -306,6 +306,44 @@ public class LossTests
         Assert.True(last < first * 0.5, $"loss {first} → {last}");
     }
 
+    /// <summary>End to end, without dropout: in train() the step runs the fused nodes (attention and FFN sublayers),
+    /// in eval() the plain libtorch modules (and libtorch's attention kernel); autograd runs in both. Same model,
+    /// so the losses and every parameter gradient must agree to float32 rounding — this checks the nodes' wiring in
+    /// the model (self vs cross attention, the k|v order, masks, chunking), the node tests check them one by one
+    /// (dropout included).</summary>
+    [Theory]
+    [InlineData(TaskKind.Rec)]
+    [InlineData(TaskKind.CommRank)]
+    public void Fused_training_step_equals_the_plain_modules_without_dropout(TaskKind task)
+    {
+        using var model = Tiny.Model(Tiny.Config(c => c with { HiddenDropout = 0, AttentionDropout = 0 }));
+        // Every history non-empty: a fully masked attention row softmaxes scores rounded next to −1e6 (ulp 0.0625),
+        // where the written-out formula and libtorch's kernel round differently — both valid, not comparable.
+        using var batch = Tiny.Batch();
+        batch.CommentHistoryPhoto[2, 0] = tensor(2L);
+        batch.CommentHistoryComments[2, 0, 0] = tensor(3L);
+        using var candidates = task == TaskKind.CommRank ? tensor(new long[,] { { 1, 2, 3 }, { 8, 9, 0 }, { 4, 5, 6 } }) : null;
+        (float Loss, Dictionary<string, Tensor> Grads) Step(bool training)
+        {
+            model.train(training);
+            model.zero_grad();
+            var (total, _, _) = SrLoss.Compute(model, batch, task, candidates, 0);
+            total.backward();
+            return (total.item<float>(),
+                model.named_parameters().Where(p => p.parameter.grad is not null).ToDictionary(p => p.name, p => p.parameter.grad!.clone()));
+        }
+        var (fusedLoss, fused) = Step(true);
+        var (plainLoss, plain) = Step(false);
+        Assert.InRange(Math.Abs(fusedLoss - plainLoss), 0, 1e-5 * Math.Abs(plainLoss));
+        Assert.Equal(plain.Keys.Order(), fused.Keys.Order());
+        Assert.Contains(plain.Keys, k => k.Contains("feed_forward.linear_1"));
+        foreach (var (name, g) in plain)
+        {
+            var (diff, scale) = (fused[name].sub(g).abs().max().item<float>(), g.abs().max().item<float>());
+            Assert.True(diff <= 1e-3f * scale + 1e-7f, $"{name}: max diff {diff} (largest gradient {scale})");
+        }
+    }
+
     [Fact]
     public void Dropout_drops_the_configured_fraction_scales_the_rest_and_is_identity_in_eval()
     {
