@@ -15,7 +15,9 @@ namespace LSVCR.Modeling;
 /// <para>Inside a block of S positions, position i's id→text logits are x_i·y_(i+δ) for offsets δ = 0..K1 and its
 /// text→id logits x_(i−δ)·y_i for δ = 0..K2 (mod S; δ = 0 is the positive). Both read the same band
 /// B[i, δ] = x_i·y_(i+δ), so only the band is computed (≈ half of the S×S block), from a doubled, transposed copy
-/// of the block's y rows; each row and each wrapped diagonal of the band gets a log-sum-exp.</para>
+/// of the block's y rows; each row and each wrapped diagonal of the band gets a log-sum-exp. The diagonals' sums
+/// and softmax gradients are accumulated row by row (row i feeds columns i..i+K2 mod S), so only the dy product
+/// still walks a diagonal.</para>
 /// <para>Why: written with libtorch ops this is a batched S×S GEMM, mask adds, two log-softmaxes, diagonals and
 /// the backward of each over [blocks, S, S] tensors — ≈ 80 ms per history per step on 2 cores for ≈ 2 GFLOP; and
 /// even with the band in a kernel, the libtorch gathers, normalisations and their backward (scatter-adds and a
@@ -202,7 +204,7 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
         Gather(g, r, invT);
         var (xb, yb, owner, band, lse) = ((nint)Ptr(r.Xb), (nint)Ptr(r.Yb), (nint)Ptr(ownerT), (nint)Ptr(bandT), (nint)Ptr(lseT));
         const int G = Geometry.Group;
-        ForEach(g.Blocks, g.D * g.TCols + G * g.Wc + 2 * g.Wp + Pad(g.TCols), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (blk, scratch) =>
+        ForEach(g.Blocks, g.D * g.TCols + G * g.Wc + 2 * g.Wp + Pad(g.TCols) + 2 * g.S, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (blk, scratch) =>
         {
             var x = (float*)xb + (long)blk * g.S * g.D;
             var y = (float*)yb + (long)blk * g.S * g.D;
@@ -213,6 +215,8 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
             var logits = yt + g.D * g.TCols;              // one row group's rectangle [G, Wc]
             var tmp = logits + G * g.Wc;                  // [Wp]
             var rows = (int*)(tmp + 2 * g.Wp);            // source row of each yᵀ column
+            var colMax = tmp + 2 * g.Wp + Pad(g.TCols);   // per column j of the text→id direction [S]
+            var colSum = colMax + g.S;                    // Σ_δ exp(B[j − δ, δ] − colMax[j]) [S]
             for (var c = 0; c < g.TCols; c++) rows[c] = c % g.S * g.D;
             GatherColumns(y, rows, g.TCols, g.D, yt, g.TCols);
             // Rows i0..i0+G−1 read yᵀ columns i0..i0+G−1+Wp: one [G, Wc] product, then row r's band is its
@@ -225,12 +229,31 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
                     new Span<float>(logits + r * g.Wc + r, g.Wp).CopyTo(new Span<float>(b + (long)(i0 + r) * g.Wp, g.Wp));
             }
             var o = (float*)owner + (long)blk * g.S;
+            // The text→id log-sum-exps run down the wrapped diagonals B[j − δ, δ]; they are accumulated row by row
+            // instead (row i adds to columns i..i+K2 mod S, two contiguous runs), so no strided walk is needed:
+            // first the column maxima, then the shifted exponentials.
+            new Span<float>(colMax, g.S).Fill(float.NegativeInfinity);
+            new Span<float>(colSum, g.S).Clear();
+            // Row i's offsets δ = 0..K2 are columns i..i+K2 mod S: one run of `first`, then the wrapped rest.
+            for (var i = 0; i < g.S; i++)
+            {
+                var row = b + (long)i * g.Wp;
+                var first = Math.Min(g.K2 + 1, g.S - i);
+                MaxInto(colMax + i, row, first);
+                MaxInto(colMax, row + first, g.K2 + 1 - first);
+            }
+            for (var i = 0; i < g.S; i++)
+            {
+                var row = b + (long)i * g.Wp;
+                var first = Math.Min(g.K2 + 1, g.S - i);
+                lse1[i] = LogSumExp(row, g.K1 + 1);
+                AddExp(colSum + i, row, colMax + i, first);
+                AddExp(colSum, row + first, colMax, g.K2 + 1 - first);
+            }
             var sum = 0.0;
             for (var i = 0; i < g.S; i++)
             {
-                lse1[i] = LogSumExp(b + (long)i * g.Wp, g.K1 + 1);
-                Diagonal(b, i, g, tmp);
-                lse2[i] = LogSumExp(tmp, g.K2 + 1);
+                lse2[i] = colMax[i] + MathF.Log(colSum[i]);
                 if (o[i] != 0) sum += o[i] * ((double)lse1[i] + lse2[i] - 2.0 * b[(long)i * g.Wp]);
             }
             partial[blk] = sum;
@@ -241,7 +264,7 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
     {
         var (xb, yb, owner, band, lse, dxp, dyp) = ((nint)Ptr(xbT), (nint)Ptr(ybT), (nint)Ptr(ownerT), (nint)Ptr(bandT), (nint)Ptr(lseT), (nint)Ptr(dxT), (nint)Ptr(dyT));
         const int G = Geometry.Group;
-        ForEach(g.Blocks, g.S * g.Wp + 2 * g.DoubledRows * g.D + G * g.Depth + 2 * g.Wp, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (blk, scratch) =>
+        ForEach(g.Blocks, g.S * g.Wp + 2 * g.DoubledRows * g.D + G * g.Depth + 2 * g.Wp + 2 * (g.S + g.Wp), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (blk, scratch) =>
         {
             var x = (float*)xb + (long)blk * g.S * g.D;
             var y = (float*)yb + (long)blk * g.S * g.D;
@@ -256,21 +279,26 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
             var xDoubled = yDoubled + g.DoubledRows * g.D; // rows x_((c − K2) mod S)
             var shifted = xDoubled + g.DoubledRows * g.D; // one row group's band gradients, shifted [G, Depth]
             var tmp = shifted + G * g.Depth;              // [Wp]
-            new Span<float>(dB, g.S * g.Wp).Clear();
+            var colWeight = tmp + 2 * g.Wp;               // scale·owner of column (c mod S), c < S + Wp
+            var colLse = colWeight + g.S + g.Wp;          // lse2 of column (c mod S)
+            for (var c = 0; c < g.S + g.Wp; c++)
+            {
+                colWeight[c] = scale * o[c % g.S];
+                colLse[c] = lse2[c % g.S];
+            }
             for (var i = 0; i < g.S; i++)
             {
-                if (o[i] == 0) continue;
-                var w = scale * o[i];
-                // id→text row i: softmax over offsets 0..K1 minus the positive.
                 var row = b + (long)i * g.Wp;
                 var dRow = dB + (long)i * g.Wp;
+                // text→id: entry B[i, δ] is offset δ of column i + δ, whose softmax it joins with that column's
+                // weight (row by row, so no walk down the wrapped diagonals).
+                WeightedExp(row, colLse + i, colWeight + i, g.K2 + 1, dRow);
+                if (g.Wp > g.K2 + 1) new Span<float>(dRow + g.K2 + 1, g.Wp - g.K2 - 1).Clear();
+                if (o[i] == 0) continue;
+                var w = scale * o[i];
+                // id→text row i: softmax over offsets 0..K1; both directions' positive is B[i, 0].
                 ScaledSoftmax(row, g.K1 + 1, lse1[i], w, dRow, accumulate: true);
-                dRow[0] -= w;
-                // text→id column i: entries B[i − δ, δ], softmax over δ = 0..K2 minus the positive.
-                Diagonal(b, i, g, tmp);
-                ScaledSoftmax(tmp, g.K2 + 1, lse2[i], w, tmp, accumulate: false);
-                AddToDiagonal(dB, i, g, tmp);
-                dRow[0] -= w;
+                dRow[0] -= 2 * w;
             }
             for (var c = 0; c < g.DoubledRows; c++)
             {
@@ -311,13 +339,33 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
         for (p += (long)g.S * g.Wp; d <= g.K2; d++, p -= g.Wp - 1) dst[d] = *p;
     }
 
-    /// <summary>band[(j − δ) mod S, δ] += v[δ] for δ = 0..K2 (see <see cref="Diagonal"/>).</summary>
+    /// <summary>dst[t] = max(dst[t], src[t]).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void AddToDiagonal(float* band, int j, Geometry g, float* v)
+    private static unsafe void MaxInto(float* dst, float* src, int n)
     {
-        var p = band + (long)j * g.Wp;
-        var d = 0;
-        for (; d <= g.K2 && d <= j; d++, p -= g.Wp - 1) *p += v[d];
-        for (p += (long)g.S * g.Wp; d <= g.K2; d++, p -= g.Wp - 1) *p += v[d];
+        var t = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; t + 16 <= n; t += 16) Vector512.Max(Vector512.Load(dst + t), Vector512.Load(src + t)).Store(dst + t);
+        for (; t < n; t++) dst[t] = MathF.Max(dst[t], src[t]);
+    }
+
+    /// <summary>dst[t] += exp(src[t] − shift[t]).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void AddExp(float* dst, float* src, float* shift, int n)
+    {
+        var t = 0;
+        if (Avx512F.IsSupported)
+            for (; t + 16 <= n; t += 16) (Vector512.Load(dst + t) + Exp(Vector512.Load(src + t) - Vector512.Load(shift + t))).Store(dst + t);
+        for (; t < n; t++) dst[t] += MathF.Exp(src[t] - shift[t]);
+    }
+
+    /// <summary>dst[t] = w[t] · exp(src[t] − lse[t]).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void WeightedExp(float* src, float* lse, float* w, int n, float* dst)
+    {
+        var t = 0;
+        if (Avx512F.IsSupported)
+            for (; t + 16 <= n; t += 16) (Vector512.Load(w + t) * Exp(Vector512.Load(src + t) - Vector512.Load(lse + t))).Store(dst + t);
+        for (; t < n; t++) dst[t] = w[t] * MathF.Exp(src[t] - lse[t]);
     }
 }
