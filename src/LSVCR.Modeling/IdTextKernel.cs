@@ -16,8 +16,8 @@ namespace LSVCR.Modeling;
 /// text→id logits x_(i−δ)·y_i for δ = 0..K2 (mod S; δ = 0 is the positive). Both read the same band
 /// B[i, δ] = x_i·y_(i+δ), so only the band is computed (≈ half of the S×S block), from a doubled, transposed copy
 /// of the block's y rows; each row and each wrapped diagonal of the band gets a log-sum-exp. The diagonals' sums
-/// and softmax gradients are accumulated row by row (row i feeds columns i..i+K2 mod S), so only the dy product
-/// still walks a diagonal.</para>
+/// and softmax gradients are accumulated row by row (row i feeds columns i..i+K2 mod S), and the backward products
+/// read the diagonals through strides from a zero-padded copy of the band's gradient: no diagonal is walked.</para>
 /// <para>Why: written with libtorch ops this is a batched S×S GEMM, mask adds, two log-softmaxes, diagonals and
 /// the backward of each over [blocks, S, S] tensors — ≈ 80 ms per history per step on 2 cores for ≈ 2 GFLOP; and
 /// even with the band in a kernel, the libtorch gathers, normalisations and their backward (scatter-adds and a
@@ -264,7 +264,14 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
     {
         var (xb, yb, owner, band, lse, dxp, dyp) = ((nint)Ptr(xbT), (nint)Ptr(ybT), (nint)Ptr(ownerT), (nint)Ptr(bandT), (nint)Ptr(lseT), (nint)Ptr(dxT), (nint)Ptr(dyT));
         const int G = Geometry.Group;
-        ForEach(g.Blocks, g.S * g.Wp + 2 * g.DoubledRows * g.D + G * g.Depth + 2 * g.Wp + 2 * (g.S + g.Wp), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (blk, scratch) =>
+        // dB rows live in a padded layout: K2 leading rows (copies of the last K2, the wrap-around), S rows, Group
+        // trailing zero rows, each row Pad zeros | K2 + 1 band gradients | zeros. Both backward products then read
+        // their [Group, Depth] operands straight from it through strides — the band rows shifted one column per row
+        // for dx, the wrapped diagonals for dy — with the padding supplying the zeros outside the band.
+        const int Pad = G - 1;
+        var wr = g.K2 + 1 + 2 * Pad;
+        var paddedRows = g.K2 + g.S + G;
+        ForEach(g.Blocks, paddedRows * wr + 2 * g.DoubledRows * g.D + 2 * (g.S + g.Wp), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (blk, scratch) =>
         {
             var x = (float*)xb + (long)blk * g.S * g.D;
             var y = (float*)yb + (long)blk * g.S * g.D;
@@ -274,12 +281,10 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
             var lse1 = (float*)lse + (long)blk * g.S;
             var lse2 = (float*)lse + ((long)g.Blocks + blk) * g.S;
             var o = (float*)owner + (long)blk * g.S;
-            var dB = (float*)scratch;                     // d loss / d band [S, Wp]
-            var yDoubled = dB + g.S * g.Wp;               // rows y_(c mod S), c < DoubledRows
+            var dB = (float*)scratch;                     // padded d loss / d band [K2 + S + G, wr]
+            var yDoubled = dB + (long)paddedRows * wr;    // rows y_(c mod S), c < DoubledRows
             var xDoubled = yDoubled + g.DoubledRows * g.D; // rows x_((c − K2) mod S)
-            var shifted = xDoubled + g.DoubledRows * g.D; // one row group's band gradients, shifted [G, Depth]
-            var tmp = shifted + G * g.Depth;              // [Wp]
-            var colWeight = tmp + 2 * g.Wp;               // scale·owner of column (c mod S), c < S + Wp
+            var colWeight = xDoubled + g.DoubledRows * g.D; // scale·owner of column (c mod S), c < S + Wp
             var colLse = colWeight + g.S + g.Wp;          // lse2 of column (c mod S)
             for (var c = 0; c < g.S + g.Wp; c++)
             {
@@ -289,54 +294,35 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
             for (var i = 0; i < g.S; i++)
             {
                 var row = b + (long)i * g.Wp;
-                var dRow = dB + (long)i * g.Wp;
+                var padded = dB + (long)(g.K2 + i) * wr;
+                var dRow = padded + Pad;
+                new Span<float>(padded, Pad).Clear();
+                new Span<float>(dRow + g.K2 + 1, Pad).Clear();
                 // text→id: entry B[i, δ] is offset δ of column i + δ, whose softmax it joins with that column's
                 // weight (row by row, so no walk down the wrapped diagonals).
                 WeightedExp(row, colLse + i, colWeight + i, g.K2 + 1, dRow);
-                if (g.Wp > g.K2 + 1) new Span<float>(dRow + g.K2 + 1, g.Wp - g.K2 - 1).Clear();
                 if (o[i] == 0) continue;
                 var w = scale * o[i];
                 // id→text row i: softmax over offsets 0..K1; both directions' positive is B[i, 0].
                 ScaledSoftmax(row, g.K1 + 1, lse1[i], w, dRow, accumulate: true);
                 dRow[0] -= 2 * w;
             }
+            new Span<float>(dB + (long)g.S * wr, g.K2 * wr).CopyTo(new Span<float>(dB, g.K2 * wr)); // rows S−K2..S−1
+            new Span<float>(dB + (long)(g.K2 + g.S) * wr, G * wr).Clear();
             for (var c = 0; c < g.DoubledRows; c++)
             {
                 new Span<float>(y + (long)(c % g.S) * g.D, g.D).CopyTo(new Span<float>(yDoubled + (long)c * g.D, g.D));
                 new Span<float>(x + (long)((c - g.K2 + g.S) % g.S) * g.D, g.D).CopyTo(new Span<float>(xDoubled + (long)c * g.D, g.D));
             }
-            // dx_i = Σ_δ dB[i, δ] · y_(i+δ): for rows i0 + r, the band rows placed r columns right make one
-            // [G, Depth] matrix against y rows i0..i0+Depth.
-            // dy_j = Σ_δ dB[j − δ, δ] · x_(j−δ) = Σ_δ diag_j[δ] · xDoubled[j + K2 − δ]: the diagonals reversed and
-            // placed r columns right, against xDoubled rows j0..j0+Depth.
+            // dx_i = Σ_δ dB[i, δ] · y_(i+δ): A[r, c] = dB[i0 + r, c − r] against y rows i0..i0+Depth.
+            // dy_j = Σ_δ dB[j − δ, δ] · x_(j−δ): A[r, c] = dB[j0 − K2 + c, K2 + r − c] against xDoubled rows j0..j0+Depth.
             for (var i0 = 0; i0 < g.S; i0 += G)
             {
                 var n = Math.Min(G, g.S - i0);
-                new Span<float>(shifted, G * g.Depth).Clear();
-                for (var r = 0; r < n; r++)
-                    new Span<float>(dB + (long)(i0 + r) * g.Wp, g.W).CopyTo(new Span<float>(shifted + r * g.Depth + r, g.W));
-                Gemm(shifted, g.Depth, 1, yDoubled + (long)i0 * g.D, g.D, dx + (long)i0 * g.D, g.D, n, g.D, g.Depth);
-                new Span<float>(shifted, G * g.Depth).Clear();
-                for (var r = 0; r < n; r++)
-                {
-                    Diagonal(dB, i0 + r, g, tmp);
-                    var dst = shifted + r * g.Depth + r + g.K2;
-                    for (var d = 0; d <= g.K2; d++) dst[-d] = tmp[d];
-                }
-                Gemm(shifted, g.Depth, 1, xDoubled + (long)i0 * g.D, g.D, dy + (long)i0 * g.D, g.D, n, g.D, g.Depth);
+                Gemm(dB + (long)(g.K2 + i0) * wr + Pad, wr - 1, 1, yDoubled + (long)i0 * g.D, g.D, dx + (long)i0 * g.D, g.D, n, g.D, g.Depth);
+                Gemm(dB + (long)i0 * wr + Pad + g.K2, 1, wr - 1, xDoubled + (long)i0 * g.D, g.D, dy + (long)i0 * g.D, g.D, n, g.D, g.Depth);
             }
         });
-    }
-
-    /// <summary>dst[δ] = band[(j − δ) mod S, δ] for δ = 0..K2: the wrapped diagonal through column j — a walk with
-    /// stride −(Wp − 1) that jumps by S rows once it passes row 0.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Diagonal(float* band, int j, Geometry g, float* dst)
-    {
-        var p = band + (long)j * g.Wp;
-        var d = 0;
-        for (; d <= g.K2 && d <= j; d++, p -= g.Wp - 1) dst[d] = *p;
-        for (p += (long)g.S * g.Wp; d <= g.K2; d++, p -= g.Wp - 1) dst[d] = *p;
     }
 
     /// <summary>dst[t] = max(dst[t], src[t]).</summary>
