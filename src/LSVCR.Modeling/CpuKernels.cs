@@ -81,6 +81,11 @@ internal static unsafe class CpuKernels
         return sum;
     }
 
+    /// <summary>A copy (own storage, for a .grad) of the [shape] slice of a flat sum starting at
+    /// <paramref name="offset"/>: one parameter's gradient out of <see cref="SumChunks"/>' partial-row layout.</summary>
+    public static Tensor Slice(Tensor flat, long offset, params long[] shape) =>
+        flat.narrow(0, offset, shape.Aggregate(1L, (a, b) => a * b)).view(shape).clone();
+
     /// <summary>A lane mask (for Avx512F.MaskLoad/MaskStore) selecting the first <paramref name="count"/> of 16 lanes.</summary>
     public static Vector512<float> Tail(int count) =>
         Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(count)).AsSingle();
@@ -371,7 +376,7 @@ internal static unsafe class CpuKernels
         for (var i = 0; i < rows; i++) new Span<float>(bias, cols).CopyTo(new Span<float>(c + (long)i * cols, cols));
     }
 
-    /// <summary>Columns per panel of a packed B (<see cref="Pack"/>): one <see cref="Tile4x64"/> width.</summary>
+    /// <summary>Columns per panel of a packed B (<see cref="Pack"/>): the width of the 64-column tiles.</summary>
     public const int PanelWidth = 64;
 
     /// <summary>Floats of a packed copy of a [depth, cols] matrix.</summary>

@@ -43,8 +43,10 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
         if (!training || x.dtype != ScalarType.Float32 || p >= 1 || linear1.bias is null || linear2.bias is null)
             return norm.forward(Dropout.Apply(linear2.forward(F.gelu(linear1.forward(x))), p, training).add(x));
         var d = x.shape[^1];
-        if (linear1.weight!.shape[1] != d || linear2.weight!.shape[0] != d || linear2.weight.shape[1] != linear1.weight.shape[0])
-            throw new ArgumentException($"FusedFeedForward: x [..., {d}], linear_1 [{string.Join(", ", linear1.weight.shape)}] and linear_2 [{string.Join(", ", linear2.weight!.shape)}] do not chain back to width {d}.");
+        // The kernels read every parameter through raw pointers at these sizes.
+        if (linear1.weight!.shape[1] != d || linear2.weight!.shape[0] != d || linear2.weight.shape[1] != linear1.weight.shape[0]
+            || norm.weight!.shape[0] != d || norm.bias!.shape[0] != d)
+            throw new ArgumentException($"FusedFeedForward: x [..., {d}], linear_1 [{string.Join(", ", linear1.weight.shape)}], linear_2 [{string.Join(", ", linear2.weight!.shape)}] and the norm [{norm.weight.shape[0]}] do not chain back to width {d}.");
         var seed = p > 0 ? Dropout.NextSeed() : 0UL;
         var flat = x.reshape(-1, d).contiguous();
         var y = apply(flat, linear1.weight, linear1.bias, linear2.weight, linear2.bias, norm.weight!, norm.bias!, new Spec(seed, p, (float)eps));
@@ -104,10 +106,9 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
             var (rows, d, inner) = ((int)xT.shape[0], (int)xT.shape[1], wt.Inner);
             var (x, w1t, b1, w2t, b2) = ((nint)Ptr(xT), (nint)Ptr(wt.W1TPacked), (nint)Ptr(wt.B1), (nint)Ptr(wt.W2T), (nint)Ptr(wt.B2));
             var (gamma, beta, y, xhat, rstd) = ((nint)Ptr(gammaT), (nint)Ptr(betaT), (nint)Ptr(yT), (nint)Ptr(xhatT), (nint)Ptr(rstdT));
-            var (threshold, scale) = (Dropout.Threshold(spec.P), Dropout.KeepScale(spec.P));
             ForEach((rows + ChunkRows - 1) / ChunkRows, BlockRows * (2 * inner + d), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (c, scratch) =>
             {
-                var h = (float*)scratch;                    // [block, inner] x·W1ᵀ, then + b1
+                var h = (float*)scratch;                    // [block, inner] x·W1ᵀ
                 var g = h + (long)BlockRows * inner;         // [block, inner] GELU
                 var z = g + (long)BlockRows * inner;         // [block, d]
                 for (var r0 = c * ChunkRows; r0 < Math.Min(rows, (c + 1) * ChunkRows); r0 += BlockRows)
@@ -116,16 +117,10 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
                     var xb = (float*)x + (long)r0 * d;
                     GemmPacked(xb, d, 1, (float*)w1t, d, h, inner, n, inner, d);
                     for (var i = 0; i < n; i++) Gelu.ForwardRow(h + (long)i * inner, (float*)b1, g + (long)i * inner, inner);
-                    Gemm(g, inner, 1, (float*)w2t, d, z, d, n, d, inner);
-                    for (var i = 0; i < n; i++) LayerNormRows.AddBias(z + (long)i * d, (float*)b2, z + (long)i * d, d);
-                    if (spec.P > 0) Dropout.WriteKeep(spec.Seed, (long)r0 * d >> 2, (long)n * d, threshold, scale, z, z);
-                    for (var i = 0; i < n; i++)
-                    {
-                        var row = (long)(r0 + i) * d;
-                        var zi = z + (long)i * d;
-                        LayerNormRows.Add(zi, (float*)x + row, d);
-                        ((float*)rstd)[r0 + i] = LayerNormRows.Normalise(zi, d, spec.Eps, (float*)xhat + row, (float*)gamma, (float*)beta, (float*)y + row);
-                    }
+                    FillRows(z, (float*)b2, n, d);
+                    Gemm(g, inner, 1, (float*)w2t, d, z, d, n, d, inner, accumulate: true);
+                    LayerNormRows.ResidualForward(z, r0, n, d, (float*)x, spec.Seed, spec.P, spec.Eps, (float*)gamma, (float*)beta,
+                        (float*)xhat, (float*)rstd, (float*)y);
                 }
             });
         }
@@ -143,7 +138,6 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
             var width = 2 * inner * d + inner + 3 * d;
             using var partialT = zeros(chunks, width, dtype: ScalarType.Float32);
             var partial = (nint)Ptr(partialT);
-            var (threshold, scale) = (Dropout.Threshold(spec.P), Dropout.KeepScale(spec.P));
             var packedG = PackedSize(BlockRows, inner);
             ForEach(chunks, BlockRows * (2 * inner + d) + packedG, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (c, scratch) =>
             {
@@ -162,14 +156,8 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
                     var n = Math.Min(BlockRows, rows - r0);
                     var xb = (float*)x + (long)r0 * d;
                     var dxb = (float*)dx + (long)r0 * d;
-                    for (var i = 0; i < n; i++)
-                    {
-                        var row = (long)(r0 + i) * d;
-                        LayerNormRows.Backward((float*)dOut + row, (float*)xhat + row, ((float*)rstd)[r0 + i], (float*)gamma, d, dxb + (long)i * d, dGamma, dBeta);
-                    }
-                    if (spec.P > 0) Dropout.WriteKeep(spec.Seed, (long)r0 * d >> 2, (long)n * d, threshold, scale, dz, dxb);
-                    else Buffer.MemoryCopy(dxb, dz, (long)n * d * sizeof(float), (long)n * d * sizeof(float));
-                    for (var i = 0; i < n; i++) LayerNormRows.Add(dB2, dz + (long)i * d, d);
+                    LayerNormRows.ResidualBackward((float*)dOut, r0, n, d, (float*)xhat, (float*)rstd, (float*)gamma, spec.Seed, spec.P,
+                        (float*)dx, dz, dGamma, dBeta, dB2);
 
                     GemmPacked(xb, d, 1, (float*)w1t, d, h, inner, n, inner, d);
                     for (var i = 0; i < n; i++)
@@ -185,12 +173,10 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
                     Gemm(h, inner, 1, (float*)w1, d, dxb, d, n, d, inner, accumulate: true);
                 }
             });
-            var sums = SumChunks(partialT);
-            // Separate storages for the .grad tensors.
-            Tensor Part(long offset, params long[] shape) => sums.narrow(0, offset, shape.Aggregate(1L, (a, b) => a * b)).view(shape).clone();
+            using var sums = SumChunks(partialT);
             var bias = 2L * inner * d;
-            return new Gradients(Part(0, inner, d), Part(bias, inner), Part((long)inner * d, d, inner), Part(bias + inner, d),
-                Part(bias + inner + d, d), Part(bias + inner + 2 * d, d));
+            return new Gradients(Slice(sums, 0, inner, d), Slice(sums, bias, inner), Slice(sums, (long)inner * d, d, inner),
+                Slice(sums, bias + inner, d), Slice(sums, bias + inner + d, d), Slice(sums, bias + inner + 2 * d, d));
         }
     }
 }

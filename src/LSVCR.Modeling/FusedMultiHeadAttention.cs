@@ -41,12 +41,15 @@ internal sealed class FusedMultiHeadAttention : autograd.SingleTensorFunction<Fu
     /// <param name="p">k and v weights stacked as [2d, d] (k rows first) with their biases.</param>
     public static Tensor Apply(Tensor x, Tensor? y, Tensor mask, Parameters p, int heads, double attentionDropout, double hiddenDropout, double eps)
     {
-        var (b, lq, d) = (x.shape[0], x.shape[1], x.shape[2]);
         var kv = y ?? x;
-        if (x.dim() != 3 || kv.dim() != 3 || kv.shape[0] != b || kv.shape[2] != d || d % heads != 0)
+        if (x.dim() != 3 || kv.dim() != 3 || kv.shape[0] != x.shape[0] || kv.shape[2] != x.shape[2] || x.shape[2] % heads != 0)
             throw new ArgumentException($"FusedMultiHeadAttention: x [{string.Join(", ", x.shape)}] and y [{string.Join(", ", kv.shape)}] do not fit {heads} heads of width d.");
-        if (p.QueryWeight.shape[0] != d || p.QueryWeight.shape[1] != d || p.KeyValueWeight.shape[0] != 2 * d || p.OutWeight.shape[0] != d)
-            throw new ArgumentException($"FusedMultiHeadAttention: projection weights do not match d = {d}.");
+        var (b, lq, d) = (x.shape[0], x.shape[1], x.shape[2]);
+        // The kernels read every parameter through raw pointers at these sizes.
+        bool Is(Tensor t, params long[] shape) => t.shape.SequenceEqual(shape);
+        if (!Is(p.QueryWeight, d, d) || !Is(p.QueryBias, d) || !Is(p.KeyValueWeight, 2 * d, d) || !Is(p.KeyValueBias, 2 * d)
+            || !Is(p.OutWeight, d, d) || !Is(p.OutBias, d) || !Is(p.Gamma, d) || !Is(p.Beta, d))
+            throw new ArgumentException($"FusedMultiHeadAttention: projection or norm parameters do not match d = {d}.");
         var m = mask.dim() == 4 ? mask.squeeze(1) : mask;
         if (m.dim() != 3 || m.shape[0] != b || (m.shape[1] != 1 && m.shape[1] != lq) || m.shape[2] != kv.shape[1])
             throw new ArgumentException($"attention mask of shape [{string.Join(", ", mask.shape)}] does not broadcast to [{b}, heads, {lq}, {kv.shape[1]}]");
@@ -126,7 +129,6 @@ internal sealed class FusedMultiHeadAttention : autograd.SingleTensorFunction<Fu
             var (x, y, q, kv, context) = ((nint)Ptr(xT), (nint)Ptr(yT), (nint)Ptr(t.Q), (nint)Ptr(t.Kv), (nint)Ptr(t.Context));
             var (wqT, bq, wkvT, bkv, woT, bo) = ((nint)Ptr(wt.WqT), (nint)Ptr(wt.Bq), (nint)Ptr(wt.WkvT), (nint)Ptr(wt.Bkv), (nint)Ptr(wt.WoT), (nint)Ptr(wt.Bo));
             var (gamma, beta, xhat, rstd, output) = ((nint)Ptr(wt.Gamma), (nint)Ptr(wt.Beta), (nint)Ptr(t.XHat), (nint)Ptr(t.Rstd), (nint)Ptr(outT));
-            var (threshold, scale) = (Dropout.Threshold(spec.HiddenDropout), Dropout.KeepScale(spec.HiddenDropout));
             var chunks = (g.Batch + ChunkExamples - 1) / ChunkExamples;
             var attentionScratch = FusedAttention.Kernels.ForwardScratch(g);
             ForEach(chunks, attentionScratch + ChunkExamples * lq * d, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (c, scratch) =>
@@ -144,14 +146,8 @@ internal sealed class FusedMultiHeadAttention : autograd.SingleTensorFunction<Fu
                 FillRows(z, (float*)bo, n, d);
                 Gemm((float*)context + r0 * d, d, 1, (float*)woT, d, z, d, n, d, d, accumulate: true);
                 // b0·Lq·d is a multiple of 4 (b0 is a multiple of ChunkExamples): the chunk starts on a whole word.
-                if (spec.HiddenDropout > 0) Dropout.WriteKeep(spec.HiddenSeed, r0 * d >> 2, (long)n * d, threshold, scale, z, z);
-                for (var i = 0; i < n; i++)
-                {
-                    var row = (r0 + i) * d;
-                    var zi = z + (long)i * d;
-                    LayerNormRows.Add(zi, (float*)x + row, d);
-                    ((float*)rstd)[r0 + i] = LayerNormRows.Normalise(zi, d, spec.Eps, (float*)xhat + row, (float*)gamma, (float*)beta, (float*)output + row);
-                }
+                LayerNormRows.ResidualForward(z, r0, n, d, (float*)x, spec.HiddenSeed, spec.HiddenDropout, spec.Eps, (float*)gamma,
+                    (float*)beta, (float*)xhat, (float*)rstd, (float*)output);
             });
         }
 
@@ -167,7 +163,6 @@ internal sealed class FusedMultiHeadAttention : autograd.SingleTensorFunction<Fu
             var (dContext, dQ, dKv) = ((nint)Ptr(dContextT), (nint)Ptr(dQT), (nint)Ptr(dKvT));
             var (wq, wkv, wo, gamma, xhat, rstd) = ((nint)Ptr(wt.Wq), (nint)Ptr(wt.Wkv), (nint)Ptr(wt.Wo), (nint)Ptr(wt.Gamma), (nint)Ptr(t.XHat), (nint)Ptr(t.Rstd));
             var self = spec.SelfAttention;
-            var (threshold, scale) = (Dropout.Threshold(spec.HiddenDropout), Dropout.KeepScale(spec.HiddenDropout));
             var chunks = (g.Batch + ChunkExamples - 1) / ChunkExamples;
             // One partial row per chunk: dWq [d, d] | dWkv [2d, d] | dWo [d, d] | dbq [d] | dbkv [2d] | dbo | dγ | dβ [d].
             var width = 4 * d * d + 6 * d;
@@ -188,14 +183,8 @@ internal sealed class FusedMultiHeadAttention : autograd.SingleTensorFunction<Fu
                 var dBeta = dGamma + d;
                 var dz = (float*)scratch + attentionScratch; // [n, d] gradient of out_linear's output
                 var dxc = (float*)dx + r0 * d;
-                for (var i = 0; i < n; i++)
-                {
-                    var row = (r0 + i) * d;
-                    LayerNormRows.Backward((float*)dOut + row, (float*)xhat + row, ((float*)rstd)[r0 + i], (float*)gamma, d, dxc + (long)i * d, dGamma, dBeta);
-                }
-                if (spec.HiddenDropout > 0) Dropout.WriteKeep(spec.HiddenSeed, r0 * d >> 2, (long)n * d, threshold, scale, dz, dxc);
-                else Buffer.MemoryCopy(dxc, dz, (long)n * d * sizeof(float), (long)n * d * sizeof(float));
-                for (var i = 0; i < n; i++) LayerNormRows.Add(dBo, dz + (long)i * d, d);
+                LayerNormRows.ResidualBackward((float*)dOut, r0, n, d, (float*)xhat, (float*)rstd, (float*)gamma, spec.HiddenSeed,
+                    spec.HiddenDropout, (float*)dx, dz, dGamma, dBeta, dBo);
                 var contextc = (float*)context + r0 * d;
                 var dContextc = (float*)dContext + r0 * d;
                 Gemm(dz, 1, d, contextc, d, dWo, d, d, d, n, accumulate: true);
@@ -213,11 +202,10 @@ internal sealed class FusedMultiHeadAttention : autograd.SingleTensorFunction<Fu
                 // Self-attention: k and v came from x too (dy = dx); cross: dy is written here.
                 Gemm(dKvc, 2 * d, 1, (float*)wkv, d, (float*)dy + k0 * d, d, nk, d, 2 * d, accumulate: self);
             });
-            var sums = SumChunks(partialT);
-            Tensor Part(long offset, params long[] shape) => sums.narrow(0, offset, shape.Aggregate(1L, (a, b) => a * b)).view(shape).clone();
+            using var sums = SumChunks(partialT);
             var bias = 4L * d * d;
-            return new Gradients(Part(0, d, d), Part(bias, d), Part((long)d * d, 2 * d, d), Part(bias + d, 2 * d),
-                Part(3L * d * d, d, d), Part(bias + 3 * d, d), Part(bias + 4 * d, d), Part(bias + 5 * d, d));
+            return new Gradients(Slice(sums, 0, d, d), Slice(sums, bias, d), Slice(sums, (long)d * d, 2 * d, d), Slice(sums, bias + d, 2 * d),
+                Slice(sums, 3L * d * d, d, d), Slice(sums, bias + 3 * d, d), Slice(sums, bias + 4 * d, d), Slice(sums, bias + 5 * d, d));
         }
     }
 }

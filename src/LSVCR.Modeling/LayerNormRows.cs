@@ -3,20 +3,49 @@ using System.Runtime.Intrinsics;
 
 namespace LSVCR.Modeling;
 
-/// <summary>Row kernels of the post-norm residual LayerNorm(z) shared by <see cref="FusedMultiHeadAttention"/> and
-/// <see cref="FusedFeedForward"/>: biased variance, rstd = 1/√(var + eps), as libtorch's LayerNorm.</summary>
+/// <summary>The post-norm residual LayerNorm(Dropout(z) + r) shared by <see cref="FusedMultiHeadAttention"/> and
+/// <see cref="FusedFeedForward"/>, over blocks of rows: biased variance, rstd = 1/√(var + eps), as libtorch's
+/// LayerNorm.</summary>
 internal static unsafe class LayerNormRows
 {
-    /// <summary>dst = h + b for one row.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void AddBias(float* h, float* b, float* dst, int d)
+    /// <summary>The forward tail of a post-norm residual sublayer for the n rows from row r0: z (the sublayer's
+    /// output with its bias, [n, d] scratch) ← Dropout(z) + r, then out = LayerNorm(z) with x̂ and rstd kept for
+    /// <see cref="ResidualBackward"/>. The dropout mask is <see cref="Dropout.WriteKeep"/>'s stream of the whole
+    /// [rows, d] tensor, so r0·d must be a multiple of 4 (a whole generator word). r, xhat, rstd, output: whole-tensor
+    /// pointers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void ResidualForward(float* z, long r0, int n, int d, float* r, ulong seed, double p, float eps,
+        float* gamma, float* beta, float* xhat, float* rstd, float* output)
     {
-        var j = 0;
-        if (Vector512.IsHardwareAccelerated)
-            for (; j + 16 <= d; j += 16) (Vector512.Load(h + j) + Vector512.Load(b + j)).Store(dst + j);
-        for (; j < d; j++) dst[j] = h[j] + b[j];
+        if (p > 0) Dropout.WriteKeep(seed, r0 * d >> 2, (long)n * d, Dropout.Threshold(p), Dropout.KeepScale(p), z, z);
+        for (var i = 0; i < n; i++)
+        {
+            var row = (r0 + i) * d;
+            var zi = z + (long)i * d;
+            Add(zi, r + row, d);
+            rstd[r0 + i] = Normalise(zi, d, eps, xhat + row, gamma, beta, output + row);
+        }
     }
 
+    /// <summary>The backward of <see cref="ResidualForward"/> for the same rows: the residual's gradient into dr
+    /// (whole-tensor pointer), the sublayer output's gradient (through the same dropout mask) into dz ([n, d] scratch),
+    /// and the γ/β/bias gradients added to their partial sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void ResidualBackward(float* dOut, long r0, int n, int d, float* xhat, float* rstd, float* gamma,
+        ulong seed, double p, float* dr, float* dz, float* dGamma, float* dBeta, float* dBias)
+    {
+        var drc = dr + r0 * d;
+        for (var i = 0; i < n; i++)
+        {
+            var row = (r0 + i) * d;
+            Backward(dOut + row, xhat + row, rstd[r0 + i], gamma, d, drc + (long)i * d, dGamma, dBeta);
+        }
+        if (p > 0) Dropout.WriteKeep(seed, r0 * d >> 2, (long)n * d, Dropout.Threshold(p), Dropout.KeepScale(p), dz, drc);
+        else Buffer.MemoryCopy(drc, dz, (long)n * d * sizeof(float), (long)n * d * sizeof(float));
+        for (var i = 0; i < n; i++) Add(dBias, dz + (long)i * d, d);
+    }
+
+    /// <summary>z += r for one row (also the kernels' bias-gradient sums).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Add(float* z, float* r, int d)
     {

@@ -67,6 +67,8 @@ public class FusedFeedForwardTests
         Assert.True(trained.allclose(expected, 1e-4, 1e-5));
         using var wrong = nn.Linear(16, 4);
         Assert.Throws<ArgumentException>(() => FusedFeedForward.Apply(x, linear1, wrong, norm, 0.3, 1e-8, training: true));
+        using var wideNorm = nn.LayerNorm(12, 1e-8);
+        Assert.Throws<ArgumentException>(() => FusedFeedForward.Apply(x, linear1, linear2, wideNorm, 0.3, 1e-8, training: true));
     }
 
     [Fact]

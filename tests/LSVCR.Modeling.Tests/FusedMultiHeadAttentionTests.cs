@@ -114,5 +114,8 @@ public class FusedMultiHeadAttentionTests
         var e = Assert.Throws<ArgumentException>(() => FusedMultiHeadAttention.Apply(x, null, zeros(3, 1, 1, 5), parameters, 2, 0.1, 0.1, 1e-8));
         Assert.Contains("mask", e.Message);
         Assert.Throws<ArgumentException>(() => FusedMultiHeadAttention.Apply(x, randn(3, 4, 6), zeros(3, 1, 1, 4), parameters, 2, 0.1, 0.1, 1e-8));
+        Assert.Throws<ArgumentException>(() => FusedMultiHeadAttention.Apply(randn(4, 8), null, zeros(3, 1, 1, 4), parameters, 2, 0.1, 0.1, 1e-8));
+        var shortOut = parameters with { OutBias = zeros(4) };
+        Assert.Throws<ArgumentException>(() => FusedMultiHeadAttention.Apply(x, null, zeros(3, 1, 1, 4), shortOut, 2, 0.1, 0.1, 1e-8));
     }
 }
