@@ -86,6 +86,18 @@ internal static unsafe class CpuKernels
     public static Tensor Slice(Tensor flat, long offset, params long[] shape) =>
         flat.narrow(0, offset, shape.Aggregate(1L, (a, b) => a * b)).view(shape).clone();
 
+    /// <summary>Rows fetched ahead by the kernels that read random rows of tables far larger than the caches (the
+    /// id–text gather, the comment-text means): enough to overlap the loads.</summary>
+    public const int PrefetchLookahead = 4;
+
+    /// <summary>Asks for the cache lines of <paramref name="floats"/> floats from <paramref name="p"/> (no-op without SSE).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Prefetch(float* p, int floats)
+    {
+        if (!Sse.IsSupported) return;
+        for (var t = 0; t < floats; t += 16) Sse.Prefetch0(p + t);
+    }
+
     /// <summary>A lane mask (for Avx512F.MaskLoad/MaskStore) selecting the first <paramref name="count"/> of 16 lanes.</summary>
     public static Vector512<float> Tail(int count) =>
         Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(count)).AsSingle();

@@ -39,8 +39,8 @@ internal static unsafe class GatherMean
                 row.Clear();
                 var count = 0;
                 // Rows are random 1 KB reads from a table far larger than the caches: fetch the entry a few ahead.
-                if (i + Lookahead < entries)
-                    for (var j = 0; j < k; j++) Prefetch((float*)src + (long)((int*)idp)[(long)(i + Lookahead) * k + j] * e, e);
+                if (i + PrefetchLookahead < entries)
+                    for (var j = 0; j < k; j++) Prefetch((float*)src + (long)((int*)idp)[(long)(i + PrefetchLookahead) * k + j] * e, e);
                 for (var j = 0; j < k; j++)
                 {
                     var id = ((int*)idp)[(long)i * k + j];
@@ -61,14 +61,5 @@ internal static unsafe class GatherMean
         var mask = ids.ne(0).unsqueeze(-1).to(table.dtype);
         var rows = table.index_select(0, ids.reshape(-1)).view([.. ids.shape, table.shape[1]]);
         return rows.mul(mask).sum(-2).div(mask.sum(-2).clamp_min(1)).MoveToOuterDisposeScope();
-    }
-
-    private const int Lookahead = 4;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Prefetch(float* row, int e)
-    {
-        if (!System.Runtime.Intrinsics.X86.Sse.IsSupported) return;
-        for (var t = 0; t < e; t += 16) System.Runtime.Intrinsics.X86.Sse.Prefetch0(row + t);
     }
 }

@@ -122,23 +122,17 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
             {
                 var slot = (long)blk * g.S + s;
                 // The slots' rows are random rows of [M, d]: fetch a few slots ahead so the loads overlap.
-                if (s + Lookahead < g.S) Prefetch(((int*)index)[slot + Lookahead], g.D, (float*)id, (float*)text);
+                if (s + PrefetchLookahead < g.S)
+                {
+                    var ahead = (long)((int*)index)[slot + PrefetchLookahead] * g.D;
+                    Prefetch((float*)id + ahead, g.D);
+                    Prefetch((float*)text + ahead, g.D);
+                }
                 var row = (long)((int*)index)[slot] * g.D;
                 ((float*)norms)[slot] = NormaliseRow((float*)id + row, g.D, invT, (float*)xb + slot * g.D);
                 ((float*)norms)[(long)g.Blocks * g.S + slot] = NormaliseRow((float*)text + row, g.D, 1f, (float*)yb + slot * g.D);
             }
         });
-    }
-
-    private const int Lookahead = 4;
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Prefetch(int row, int d, float* id, float* text)
-    {
-        if (!Sse.IsSupported) return;
-        var a = id + (long)row * d;
-        var b = text + (long)row * d;
-        for (var t = 0; t < d; t += 16) { Sse.Prefetch0(a + t); Sse.Prefetch0(b + t); }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -204,7 +198,7 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
         Gather(g, r, invT);
         var (xb, yb, owner, band, lse) = ((nint)Ptr(r.Xb), (nint)Ptr(r.Yb), (nint)Ptr(ownerT), (nint)Ptr(bandT), (nint)Ptr(lseT));
         const int G = Geometry.Group;
-        ForEach(g.Blocks, g.D * g.TCols + G * g.Wc + 2 * g.Wp + Pad(g.TCols) + 2 * g.S, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (blk, scratch) =>
+        ForEach(g.Blocks, g.D * g.TCols + G * g.Wc + Pad(g.TCols) + 2 * g.S, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (blk, scratch) =>
         {
             var x = (float*)xb + (long)blk * g.S * g.D;
             var y = (float*)yb + (long)blk * g.S * g.D;
@@ -213,9 +207,8 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
             var lse2 = (float*)lse + ((long)g.Blocks + blk) * g.S;
             var yt = (float*)scratch;                     // yᵀ with wrap-around [d, TCols]
             var logits = yt + g.D * g.TCols;              // one row group's rectangle [G, Wc]
-            var tmp = logits + G * g.Wc;                  // [Wp]
-            var rows = (int*)(tmp + 2 * g.Wp);            // source row of each yᵀ column
-            var colMax = tmp + 2 * g.Wp + Pad(g.TCols);   // per column j of the text→id direction [S]
+            var rows = (int*)(logits + G * g.Wc);         // source row of each yᵀ column
+            var colMax = logits + G * g.Wc + Pad(g.TCols); // per column j of the text→id direction [S]
             var colSum = colMax + g.S;                    // Σ_δ exp(B[j − δ, δ] − colMax[j]) [S]
             for (var c = 0; c < g.TCols; c++) rows[c] = c % g.S * g.D;
             GatherColumns(y, rows, g.TCols, g.D, yt, g.TCols);
