@@ -64,9 +64,17 @@ public static class IdTextLoss
     public static Tensor Compute(Tensor id, Tensor text, int negatives, double temperature, Generator? generator = null, Tensor? rows = null)
     {
         var n = rows?.numel() ?? id.shape[0];
-        if (n < 2) return id.sum().mul(0.0).add(text.sum().mul(0.0));
+        using var layout = n < 2 ? null : Sample(n, negatives, generator);
+        return Compute(id, text, layout, temperature, rows);
+    }
+
+    /// <summary>The loss over a layout drawn beforehand by <see cref="Sample"/> for the N selected positions (null
+    /// when N &lt; 2: the loss is 0).</summary>
+    public static Tensor Compute(Tensor id, Tensor text, Layout? layout, double temperature, Tensor? rows = null)
+    {
+        if (layout is null) return id.sum().mul(0.0).add(text.sum().mul(0.0));
+        var n = rows?.numel() ?? id.shape[0];
         using var scope = NewDisposeScope();
-        using var layout = Sample(n, negatives, generator);
         var s = layout.BlockSize;
         var index = rows is null ? layout.Index : rows.index_select(0, layout.Index.view(-1)).view(layout.Index.shape);
         // The band of each block's logits both directions read (IdTextKernel): id→text row i over offsets

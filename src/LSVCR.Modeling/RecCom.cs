@@ -136,6 +136,24 @@ public sealed class RecCom : nn.Module
     internal (Tensor User, Tensor? IdTextLoss) Encode(SrBatch batch, TaskKind task, bool withIdTextLoss, Tensor? titleTable)
     {
         using var scope = NewDisposeScope();
+        var inputs = EncodeInputs(batch, titleTable);
+        var user = EncodeUser(inputs, batch.Target, task, titleTable);
+        var idText = withIdTextLoss ? AlignmentLoss(inputs.PhotoIds, inputs.PhotoId, inputs.PhotoText, inputs.CommentIds, inputs.CommentId, inputs.CommentText) : null;
+        return (user.MoveToOuterDisposeScope(), idText?.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Steps 1–3 of one batch: the transformer inputs and, for the id–text loss, the per-position id
+    /// embeddings and text vectors they were built from (null where the variant has none).</summary>
+    internal sealed record Inputs(Tensor Photo, Tensor Comment, Tensor PhotoIds, Tensor CommentIds,
+        Tensor? PhotoId, Tensor? PhotoText, Tensor? CommentId, Tensor? CommentText)
+    {
+        public Inputs Map(Func<Tensor, Tensor> f) => new(f(Photo), f(Comment), f(PhotoIds), f(CommentIds),
+            PhotoId is null ? null : f(PhotoId), PhotoText is null ? null : f(PhotoText),
+            CommentId is null ? null : f(CommentId), CommentText is null ? null : f(CommentText));
+    }
+
+    internal Inputs EncodeInputs(SrBatch batch, Tensor? titleTable)
+    {
         var c = Config;
         var pIds = NonEmpty(batch.PhotoHistory);
         var pCom = NonEmpty(batch.PhotoHistoryComment);
@@ -172,14 +190,21 @@ public sealed class RecCom : nn.Module
         }
         var inP = Input(pId, xp, pposition_embedding, lp, pIds, photo_layernorm);
         var inC = Input(cId, xc, cposition_embedding, lc, cIds, comment_layernorm);
+        return new Inputs(inP, inC, pIds, cIds, pId, xp, cId, xc);
+    }
 
+    /// <summary>Steps 4–7: the user vector of the task from the inputs (un-normalised → normalised, [B, Hidden]);
+    /// <paramref name="target"/> is the CommRank query (the watched video), unused for Rec.</summary>
+    internal Tensor EncodeUser(Inputs inputs, Tensor target, TaskKind task, Tensor? titleTable)
+    {
+        var (pIds, cIds) = (inputs.PhotoIds, inputs.CommentIds);
         // Steps 4-6 (mixing from the un-mixed Hp, Hc).
         var causalP = Masks.Causal(pIds);
         var causalC = Masks.Causal(cIds);
         var bidirP = Masks.Bidirectional(pIds);
         var bidirC = Masks.Bidirectional(cIds);
-        var hp = phis_encoder.forward(inP, inP, causalP);
-        var hc = chis_encoder.forward(inC, inC, causalC);
+        var hp = phis_encoder.forward(inputs.Photo, inputs.Photo, causalP);
+        var hc = chis_encoder.forward(inputs.Comment, inputs.Comment, causalC);
         // Step 7: heads. Each task reads one side of the mixing, so only that side is computed (the other would
         // not reach the output: Rec uses Mp only, CommRank Mc only).
         Tensor user;
@@ -193,24 +218,37 @@ public sealed class RecCom : nn.Module
         {
             var mc = chis_mix_layer.forward(hc, hp, bidirP);
             var hcFinal = c_linear.forward(cat([hc, mc], -1));
-            var q = QueryOrCandidate(batch.Target, titleTable);
+            var q = QueryOrCandidate(target, titleTable);
             user = comm_rank_att.forward(q.unsqueeze(1), hcFinal, bidirC).squeeze(1);
         }
-        user = F.normalize(user, dim: -1);
-
-        Tensor? idText = null;
-        if (withIdTextLoss && c.UseIds && c.UseText)
-        {
-            idText = PositionLoss(pId!, xp!, pIds).add(PositionLoss(cId!, xc!, cIds));
-        }
-        return (user.MoveToOuterDisposeScope(), idText?.MoveToOuterDisposeScope());
+        return F.normalize(user, dim: -1);
     }
 
-    private Tensor PositionLoss(Tensor id, Tensor x, Tensor ids)
+    /// <summary>The §4 id–text loss over both histories (unweighted; null when the variant lacks ids or text):
+    /// <paramref name="photoIds"/>/<paramref name="commentIds"/> [B, L] pick the non-pad positions of the [B, L, d]
+    /// id embeddings and text vectors.</summary>
+    internal Tensor? AlignmentLoss(Tensor photoIds, Tensor? photoId, Tensor? photoText, Tensor commentIds, Tensor? commentId, Tensor? commentText)
+    {
+        if (!Config.UseIds || !Config.UseText) return null;
+        var (photo, comment) = (DrawNegatives(photoIds), DrawNegatives(commentIds));
+        return PositionLoss(photoId!, photoText!, photo).add(PositionLoss(commentId!, commentText!, comment));
+    }
+
+    /// <summary>One history's non-pad positions (flat rows) and their id–text negatives (null below 2 positions).</summary>
+    internal sealed record NegativeDraw(Tensor Rows, IdTextLoss.Layout? Layout);
+
+    /// <summary>Draws the negatives of one history's positions from <see cref="Generator"/>; <paramref name="ids"/> [B, L].</summary>
+    internal NegativeDraw DrawNegatives(Tensor ids)
     {
         var keep = ids.ne(0).view(-1).nonzero().view(-1);
+        return new NegativeDraw(keep, keep.numel() < 2 ? null : IdTextLoss.Sample(keep.numel(), IdTextNegatives, Generator));
+    }
+
+    /// <summary>One history's id–text loss: <paramref name="id"/>, <paramref name="x"/> [B, L, d] at the drawn positions.</summary>
+    internal Tensor PositionLoss(Tensor id, Tensor x, NegativeDraw draw)
+    {
         var d = id.shape[^1];
-        return IdTextLoss.Compute(id.reshape(-1, d), x.reshape(-1, d), IdTextNegatives, Config.Temperature, Generator, keep);
+        return IdTextLoss.Compute(id.reshape(-1, d), x.reshape(-1, d), draw.Layout, Config.Temperature, draw.Rows);
     }
 
     private Tensor Input(Tensor? id, Tensor? x, Embedding position, long length, Tensor ids, LayerNorm norm)
