@@ -43,12 +43,39 @@ internal static class Dropout
     /// <summary>The multiplier of a kept element, 1/(1−p) (1 without dropout).</summary>
     internal static float KeepScale(double p) => p > 0 ? (float)(1.0 / (1.0 - p)) : 1f;
 
-    /// <summary>One 64-bit seed from torch's global generator (two draws of 32 bits: randint's bound is exclusive).</summary>
+    /// <summary>One 64-bit seed: from this thread's <see cref="Seeds"/> stream when one is in use, else from torch's
+    /// global generator (two draws of 32 bits: randint's bound is exclusive).</summary>
     internal static ulong NextSeed()
     {
+        if (_seeds is not null) return _seeds.Next();
         using var draw = randint(0, 1L << 32, [2], dtype: ScalarType.Int64);
         var words = draw.data<long>();
         return ((ulong)words[0] << 32) | (ulong)words[1];
+    }
+
+    [ThreadStatic] private static Seeds? _seeds;
+
+    /// <summary>A private stream of per-call seeds (SplitMix64 from one starting seed). Data-parallel shards run
+    /// concurrently, so their draws from the one global generator would interleave in a different order each run;
+    /// each shard takes one seed from it up front and draws its calls' seeds from its own stream instead.</summary>
+    internal sealed class Seeds(ulong start)
+    {
+        private ulong _calls;
+
+        public ulong Next() => Mix(start + ++_calls * Golden);
+
+        /// <summary>Makes this the current thread's seed source until the result is disposed.</summary>
+        public IDisposable Use()
+        {
+            var previous = _seeds;
+            _seeds = this;
+            return new Restore(previous);
+        }
+
+        private sealed class Restore(Seeds? previous) : IDisposable
+        {
+            public void Dispose() => _seeds = previous;
+        }
     }
 
     private sealed record Spec(ulong Seed, double P);

@@ -4,9 +4,15 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace LSVCR.Modeling;
 
+/// <summary>The loss values of one training step (<see cref="SrLoss.Backward"/>).</summary>
+public readonly record struct StepLosses(double Total, double Task, double? IdText);
+
 /// <summary>Stage-2 training losses (MODEL.md §4).</summary>
 public static class SrLoss
 {
+    /// <summary>Data-parallel shards of a training step by default (<see cref="Backward"/>).</summary>
+    public const int DefaultShards = 2;
+
     /// <summary>
     /// Rec, <paramref name="candidates"/> null: full softmax cross-entropy over all videos (pad masked), label = batch.Target.
     /// Rec, candidates [B, 1+k] (target first): sampled softmax, label 0.
@@ -17,24 +23,202 @@ public static class SrLoss
     public static (Tensor Total, Tensor Task, Tensor? IdText) Compute(RecCom model, SrBatch batch, TaskKind task,
         Tensor? candidates, double idTextWeight)
     {
-        if (task == TaskKind.CommRank && candidates is null)
-            throw new ArgumentException("CommRank loss needs candidates [B, 1+n] with the positive comment first.", nameof(candidates));
+        CheckCandidates(task, candidates);
         using var scope = NewDisposeScope();
-        var withIdText = idTextWeight > 0 && model.training && model.Config.UseIds && model.Config.UseText;
-        // One llm_adapter pass over the title table serves history titles, the CommRank query and all-video scoring.
-        var titles = model.Config.UseText && (task == TaskKind.Rec && candidates is null) ? model.AdaptedTitles() : null;
+        var withIdText = WithIdText(model, idTextWeight);
+        var titles = Titles(model, task, candidates);
         var (user, idText) = model.Encode(batch, task, withIdText, titles);
-        Tensor taskLoss;
-        if (candidates is null)
-        {
-            taskLoss = model.FullSoftmaxLoss(user, batch.Target, titles);
-        }
-        else
-        {
-            var scores = model.ScoreCandidates(user, candidates, task, titles);
-            taskLoss = F.cross_entropy(scores, zeros(scores.shape[0], dtype: ScalarType.Int64));
-        }
+        var taskLoss = TaskLoss(model, user, batch.Target, task, candidates, titles);
         var total = idText is null ? taskLoss.alias() : taskLoss.add(idText.mul(idTextWeight));
         return (total.MoveToOuterDisposeScope(), taskLoss.MoveToOuterDisposeScope(), idText?.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// One training step's forward and backward: the loss of <see cref="Compute"/>, its gradients added to the
+    /// parameters' <c>.grad</c>. With <paramref name="shards"/> &gt; 1 the batch is cut into that many consecutive
+    /// slices, each encoded and differentiated on its own (concurrently when libtorch has a thread per shard, see
+    /// <see cref="ShardWorkers"/>), and the slices' parameter gradients are added in shard order. The result is the
+    /// same loss and gradient as one pass over the whole batch, up to float rounding:
+    /// <list type="bullet">
+    /// <item>each task loss is a mean over examples, so the slices' means are weighted by their sizes;</item>
+    /// <item>the id–text loss draws its negatives from the whole batch (MODEL.md §4), so it is computed once, between
+    /// the slices' input layers and their encoders, on all positions, and its gradient goes back into each slice's
+    /// backward;</item>
+    /// <item>dropout seeds come from one stream per slice, seeded from torch's generator, so a seeded run is
+    /// reproducible whatever the thread count (the masks differ from those of an unsharded step).</item>
+    /// </list>
+    /// Shards = 1 is exactly <c>Compute(…).Total.backward()</c>.
+    /// </summary>
+    public static StepLosses Backward(RecCom model, SrBatch batch, TaskKind task, Tensor? candidates, double idTextWeight,
+        int shards = DefaultShards)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(shards, 1);
+        CheckCandidates(task, candidates);
+        using var scope = NewDisposeScope();
+        var n = batch.Size;
+        shards = (int)Math.Min(shards, Math.Max(1, n));
+        if (shards == 1)
+        {
+            var (total, taskLoss, idText) = Compute(model, batch, task, candidates, idTextWeight);
+            total.backward();
+            return new StepLosses(total.item<float>(), taskLoss.item<float>(), idText?.item<float>());
+        }
+        return new ShardedStep(model, batch, task, candidates, idTextWeight, shards).Run();
+    }
+
+    private static void CheckCandidates(TaskKind task, Tensor? candidates)
+    {
+        if (task == TaskKind.CommRank && candidates is null)
+            throw new ArgumentException("CommRank loss needs candidates [B, 1+n] with the positive comment first.", nameof(candidates));
+    }
+
+    private static bool WithIdText(RecCom model, double idTextWeight) =>
+        idTextWeight > 0 && model.training && model.Config.UseIds && model.Config.UseText;
+
+    /// <summary>One llm_adapter pass over the title table serves history titles, the CommRank query and all-video scoring.</summary>
+    private static Tensor? Titles(RecCom model, TaskKind task, Tensor? candidates) =>
+        model.Config.UseText && task == TaskKind.Rec && candidates is null ? model.AdaptedTitles() : null;
+
+    private static Tensor TaskLoss(RecCom model, Tensor user, Tensor target, TaskKind task, Tensor? candidates, Tensor? titles)
+    {
+        if (candidates is null) return model.FullSoftmaxLoss(user, target, titles);
+        var scores = model.ScoreCandidates(user, candidates, task, titles);
+        return F.cross_entropy(scores, zeros(scores.shape[0], dtype: ScalarType.Int64));
+    }
+
+    /// <summary>The sharded path of <see cref="Backward"/>: slice inputs (phase 1, per shard), the batch-wide id–text
+    /// loss and its gradient (phase 2, calling thread), slice encoders, task losses and one backward each (phase 3,
+    /// per shard), then the gradient sum.</summary>
+    private sealed class ShardedStep(RecCom model, SrBatch batch, TaskKind task, Tensor? candidates, double idTextWeight, int shards)
+    {
+        private readonly long[] _start = new long[shards];
+        private readonly long[] _size = new long[shards];
+        private readonly List<Tensor>[] _owned = Enumerable.Range(0, shards).Select(_ => new List<Tensor>()).ToArray();
+
+        public StepLosses Run()
+        {
+            var n = batch.Size;
+            for (var s = 0; s < shards; s++)
+            {
+                _start[s] = n * s / shards;
+                _size[s] = n * (s + 1) / shards - _start[s];
+            }
+            var parts = Enumerable.Range(0, shards).Select(Slice).ToArray();
+            var seeds = Enumerable.Range(0, shards).Select(_ => new Dropout.Seeds(Dropout.NextSeed())).ToArray();
+            var parameters = model.parameters().Where(p => p.requires_grad).ToArray();
+            var withIdText = WithIdText(model, idTextWeight);
+            var inputs = new RecCom.Inputs[shards];
+            var titles = new Tensor?[shards];
+            var grads = new Tensor?[shards][];
+            var taskLosses = new double[shards];
+            try
+            {
+                ShardWorkers.Run(shards, s =>
+                {
+                    using var _ = seeds[s].Use();
+                    using var shardScope = NewDisposeScope();
+                    titles[s] = Keep(s, Titles(model, task, candidates));
+                    inputs[s] = model.EncodeInputs(parts[s], titles[s]).Map(t => Keep(s, t)!);
+                });
+
+                double? idText = null;
+                Tensor[]? idTextGrads = null;
+                if (withIdText)
+                {
+                    // The two histories' losses are independent: drawn here in the unsharded order (video, then
+                    // comment history), then computed and differentiated by two workers at once.
+                    var draws = new[]
+                    {
+                        model.DrawNegatives(cat(inputs.Select(i => i.PhotoIds).ToArray())),
+                        model.DrawNegatives(cat(inputs.Select(i => i.CommentIds).ToArray())),
+                    };
+                    var leaves = new[]
+                    {
+                        Leaf(inputs.Select(i => i.PhotoId!)), Leaf(inputs.Select(i => i.PhotoText!)),
+                        Leaf(inputs.Select(i => i.CommentId!)), Leaf(inputs.Select(i => i.CommentText!)),
+                    };
+                    var losses = new Tensor[2];
+                    idTextGrads = new Tensor[4];
+                    ShardWorkers.Run(shards, s =>
+                    {
+                        if (s >= 2) return;
+                        using var shardScope = NewDisposeScope();
+                        var loss = model.PositionLoss(leaves[2 * s], leaves[2 * s + 1], draws[s]);
+                        var g = TorchSharp.torch.autograd.grad([loss.mul(idTextWeight)], [leaves[2 * s], leaves[2 * s + 1]]);
+                        losses[s] = Keep(s, loss.detach())!;
+                        (idTextGrads[2 * s], idTextGrads[2 * s + 1]) = (Keep(s, g[0])!, Keep(s, g[1])!);
+                    });
+                    idText = losses[0].add(losses[1]).item<float>();
+                }
+
+                ShardWorkers.Run(shards, s =>
+                {
+                    using var _ = seeds[s].Use();
+                    using var shardScope = NewDisposeScope();
+                    var x = inputs[s];
+                    var user = model.EncodeUser(x, parts[s].Target, task, titles[s]);
+                    var shardCandidates = candidates?.narrow(0, _start[s], _size[s]);
+                    var loss = TaskLoss(model, user, parts[s].Target, task, shardCandidates, titles[s]);
+                    taskLosses[s] = loss.item<float>();
+                    var outputs = new List<Tensor> { loss.mul((double)_size[s] / n) };
+                    var upstream = new List<Tensor> { ones_like(outputs[0]) };
+                    if (idTextGrads is not null)
+                    {
+                        outputs.AddRange([x.PhotoId!, x.PhotoText!, x.CommentId!, x.CommentText!]);
+                        upstream.AddRange(idTextGrads.Select(g => g.narrow(0, _start[s], _size[s])));
+                    }
+                    grads[s] = TorchSharp.torch.autograd.grad(outputs, parameters, upstream, allow_unused: true)
+                        .Select(g => g.IsInvalid ? null : g.DetachFromDisposeScope()).ToArray();
+                    _owned[s].AddRange(grads[s].OfType<Tensor>());
+                });
+
+                AddGradients(parameters, grads);
+                var taskLoss = Enumerable.Range(0, shards).Sum(s => taskLosses[s] * _size[s] / n);
+                return new StepLosses(taskLoss + idTextWeight * (idText ?? 0), taskLoss, idText);
+            }
+            finally
+            {
+                foreach (var list in _owned) foreach (var t in list) t.Dispose();
+            }
+        }
+
+        private SrBatch Slice(int s) => new()
+        {
+            PhotoHistory = batch.PhotoHistory.narrow(0, _start[s], _size[s]),
+            PhotoHistoryComment = batch.PhotoHistoryComment.narrow(0, _start[s], _size[s]),
+            CommentHistoryPhoto = batch.CommentHistoryPhoto.narrow(0, _start[s], _size[s]),
+            CommentHistoryComments = batch.CommentHistoryComments.narrow(0, _start[s], _size[s]),
+            Target = batch.Target.narrow(0, _start[s], _size[s]),
+        };
+
+        /// <summary>A handle on <paramref name="t"/> that outlives the worker's dispose scope, disposed when the step
+        /// ends (an alias: <paramref name="t"/> itself may belong to another scope, such as the batch's slices).</summary>
+        private Tensor? Keep(int s, Tensor? t)
+        {
+            if (t is null) return null;
+            var kept = t.alias().DetachFromDisposeScope();
+            _owned[s].Add(kept);
+            return kept;
+        }
+
+        /// <summary>The shards' [b, L, d] tensors as one detached [B, L, d] leaf of the batch-wide id–text loss.</summary>
+        private static Tensor Leaf(IEnumerable<Tensor> parts) => cat(parts.Select(p => p.detach()).ToArray()).requires_grad_(true);
+
+        private static void AddGradients(Tensor[] parameters, Tensor?[][] grads)
+        {
+            using var _ = no_grad();
+            for (var j = 0; j < parameters.Length; j++)
+            {
+                Tensor? sum = null;
+                foreach (var g in grads)
+                {
+                    if (g[j] is not { } gj) continue;
+                    sum = sum is null ? gj.clone() : sum.add_(gj);
+                }
+                if (sum is null) continue;
+                if (parameters[j].grad is { } existing) existing.add_(sum);
+                else parameters[j].grad = sum;
+            }
+        }
     }
 }

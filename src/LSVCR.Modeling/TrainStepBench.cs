@@ -22,6 +22,8 @@ public sealed record TrainBenchOptions
     public int Steps { get; init; } = 10;
     public int Warmup { get; init; } = 2;
     public int Threads { get; init; } = 2;
+    /// <summary>Data-parallel slices of the batch (<see cref="SrLoss.Backward"/>), as fine-tuning runs them.</summary>
+    public int Shards { get; init; } = SrLoss.DefaultShards;
     public int Seed { get; init; } = 1;
     /// <summary>Apply <see cref="CpuAllocator.KeepFreedMemory"/> first (process-wide), as fine-tuning should.</summary>
     public bool KeepFreedMemory { get; init; } = true;
@@ -46,8 +48,8 @@ public static class TrainStepBench
 {
     public static TrainBenchResult Run(TrainBenchOptions o, IProgress<JobProgress>? progress = null, CancellationToken ct = default)
     {
-        if (o.Batch < 1 || o.History < 1 || o.Videos < 2 || o.Steps < 1 || o.Warmup < 0 || o.Threads < 1)
-            throw new ArgumentException("bench train: batch, history, steps, threads ≥ 1, videos ≥ 2, warmup ≥ 0.");
+        if (o.Batch < 1 || o.History < 1 || o.Videos < 2 || o.Steps < 1 || o.Warmup < 0 || o.Threads < 1 || o.Shards < 1)
+            throw new ArgumentException("bench train: batch, history, steps, threads, shards ≥ 1, videos ≥ 2, warmup ≥ 0.");
         if (o.PassiveOpenMp) OpenMp.PreferPassiveWaiting(); // before the first torch call
         torch.set_num_threads(o.Threads);
         if (o.KeepFreedMemory) CpuAllocator.KeepFreedMemory();
@@ -63,7 +65,7 @@ public static class TrainStepBench
         model.train();
         using var optimizer = optim.AdamW(model.parameters(), lr: 1e-3, weight_decay: 1e-5);
         var batches = Enumerable.Range(0, 4).Select(_ => RandomBatch(o, config)).ToArray();
-        var phases = new Dictionary<string, double> { ["forward"] = 0, ["backward"] = 0, ["optimizer"] = 0 };
+        var phases = new Dictionary<string, double> { ["forward+backward"] = 0, ["optimizer"] = 0 };
         double first = double.NaN, last = double.NaN;
         var total = o.Warmup + o.Steps;
         var clock = new Stopwatch();
@@ -85,15 +87,12 @@ public static class TrainStepBench
                 using var scope = NewDisposeScope();
                 phase.Restart();
                 optimizer.zero_grad();
-                var (loss, _, _) = SrLoss.Compute(model, batches[step % batches.Length], TaskKind.Rec, null, o.IdTextWeight);
-                if (measured) phases["forward"] += phase.Elapsed.TotalSeconds;
-                phase.Restart();
-                loss.backward();
-                if (measured) phases["backward"] += phase.Elapsed.TotalSeconds;
+                var losses = SrLoss.Backward(model, batches[step % batches.Length], TaskKind.Rec, null, o.IdTextWeight, o.Shards);
+                if (measured) phases["forward+backward"] += phase.Elapsed.TotalSeconds;
                 phase.Restart();
                 optimizer.step();
                 if (measured) phases["optimizer"] += phase.Elapsed.TotalSeconds;
-                last = loss.item<float>();
+                last = losses.Total;
                 if (step == 0) first = last;
                 progress?.Report(new JobProgress(step < o.Warmup ? "warmup" : "train steps",
                     step < o.Warmup ? step + 1 : step + 1 - o.Warmup, step < o.Warmup ? o.Warmup : o.Steps, $"loss {last:F3}"));

@@ -46,7 +46,8 @@ public sealed record ExperimentReport
         var t = Training;
         md.AppendLine(inv, $"Training: up to {t.Epochs} epochs, batch {t.BatchSize}, AdamW lr {t.Lr} wd {t.WeightDecay}, {t.Schedule} schedule, " +
                            $"warmup {t.Warmup}, patience {t.Patience}, id–text weight {t.IdTextWeight}, " +
-                           $"negatives {(t.Negatives?.ToString(inv) ?? "default (Rec full softmax, CommRank 19)")}, seed {t.Seed}. " +
+                           $"negatives {(t.Negatives?.ToString(inv) ?? "default (Rec full softmax, CommRank 19)")}, seed {t.Seed}, " +
+                           $"{t.Shards} data-parallel shard{(t.Shards == 1 ? "" : "s")} per batch. " +
                            $"Evaluation seed {Evaluation.Seed}.").AppendLine();
         foreach (var group in Rows.GroupBy(r => (r.Task, r.Protocol)))
         {

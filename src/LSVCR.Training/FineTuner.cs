@@ -151,12 +151,11 @@ public static class FineTuner
                 {
                     optimizer.zero_grad();
                     using var sr = batch.ToSrBatch();
-                    var (total, taskLoss, idText) = SrLoss.Compute(model, sr, task, batch.CandidateTensor(), options.IdTextWeight);
-                    total.backward();
+                    var losses = SrLoss.Backward(model, sr, task, batch.CandidateTensor(), options.IdTextWeight, options.Shards);
                     optimizer.step();
-                    lossSum += total.item<float>();
-                    taskSum += taskLoss.item<float>();
-                    idTextSum += idText?.item<float>() ?? 0;
+                    lossSum += losses.Total;
+                    taskSum += losses.Task;
+                    idTextSum += losses.IdText ?? 0;
                 }
                 step++;
                 steps++;
@@ -219,7 +218,7 @@ public static class FineTuner
         JsonSerializer.Serialize(new
         {
             task = Protocols.TaskName(task), variant, config, o.BatchSize, o.Lr, o.WeightDecay, o.Schedule, o.Warmup, o.Patience,
-            o.IdTextWeight, o.Negatives, o.Seed, o.Init, train = data[task, Split.Train].Count, val = data[task, Split.Val].Count,
+            o.IdTextWeight, o.Negatives, o.Seed, o.Init, o.Shards, train = data[task, Split.Train].Count, val = data[task, Split.Val].Count,
         });
 
     private static RunState? ReadState(string outDir, string fingerprint)

@@ -25,6 +25,9 @@ public sealed record TrainOptions
     /// <summary>libtorch intra-op threads for the run (null = libtorch's default, one per core). A process-wide setting;
     /// on small shared machines 1 is often fastest (oversubscribed OpenMP threads spin).</summary>
     public int? Threads { get; init; }
+    /// <summary>Data-parallel slices of each batch (<see cref="Modeling.SrLoss.Backward"/>): run concurrently when
+    /// there is a thread per slice; the result does not depend on the thread count, but does on this number.</summary>
+    public int Shards { get; init; } = Modeling.SrLoss.DefaultShards;
     /// <summary>Batches assembled ahead of the model on the background thread.</summary>
     public int Prefetch { get; init; } = 3;
     /// <summary>Model hyper-parameters other than the catalogue sizes / text width / variant switches (null = reference defaults).</summary>
@@ -45,6 +48,7 @@ public sealed record TrainOptions
         Require(IdTextWeight >= 0, $"--id-text-weight must be ≥ 0 (got {IdTextWeight})");
         Require(Negatives is null or >= 1, $"--negatives must be at least 1 (got {Negatives})");
         Require(Threads is null or >= 1, $"--threads must be at least 1 (got {Threads})");
+        Require(Shards >= 1, $"--shards must be at least 1 (got {Shards})");
         Require(Prefetch >= 1, $"prefetch must be at least 1 (got {Prefetch})");
     }
 }

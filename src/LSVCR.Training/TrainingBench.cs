@@ -46,8 +46,7 @@ public static class TrainingBench
             using var scope = NewDisposeScope();
             optimizer.zero_grad();
             using var sr = b.ToSrBatch();
-            var (total, _, _) = SrLoss.Compute(model, sr, task, b.CandidateTensor(), options.IdTextWeight);
-            total.backward();
+            SrLoss.Backward(model, sr, task, b.CandidateTensor(), options.IdTextWeight, options.Shards);
             optimizer.step();
             trained += b.Size;
             steps++;

@@ -18,7 +18,7 @@ public static class TrainingCommands
     private sealed record TrainingOptionSet(
         Option<int> Epochs, Option<int> Batch, Option<double> Lr, Option<double> WeightDecay, Option<string> Schedule,
         Option<double> Warmup, Option<int> Patience, Option<double> IdTextWeight, Option<int?> Negatives, Option<int> Seed,
-        Option<int?> Threads)
+        Option<int?> Threads, Option<int> Shards)
     {
         public static TrainingOptionSet Create(int defaultEpochs)
         {
@@ -34,16 +34,18 @@ public static class TrainingCommands
                 new("--id-text-weight") { Description = "Weight of the id–text alignment loss.", DefaultValueFactory = _ => d.IdTextWeight },
                 new("--negatives") { Description = "Rec: sampled softmax with K negatives (default: full softmax). CommRank: negatives per positive (default 19)." },
                 new("--seed") { Description = "Seed of initialisation, shuffling, sampling and dropout.", DefaultValueFactory = _ => d.Seed },
-                new("--threads") { Description = "libtorch intra-op threads (default: one per core; 1 is often fastest on small shared machines)." });
+                new("--threads") { Description = "libtorch intra-op threads (default: one per core; 1 is often fastest on small shared machines)." },
+                new("--shards") { Description = "Data-parallel slices of each batch, run concurrently when there is a thread per slice (results depend on this, not on --threads).", DefaultValueFactory = _ => d.Shards });
         }
 
-        public IEnumerable<Option> All => [Epochs, Batch, Lr, WeightDecay, Schedule, Warmup, Patience, IdTextWeight, Negatives, Seed, Threads];
+        public IEnumerable<Option> All => [Epochs, Batch, Lr, WeightDecay, Schedule, Warmup, Patience, IdTextWeight, Negatives, Seed, Threads, Shards];
 
         public TrainOptions Read(ParseResult p) => new()
         {
             Epochs = p.GetValue(Epochs), BatchSize = p.GetValue(Batch), Lr = p.GetValue(Lr), WeightDecay = p.GetValue(WeightDecay),
             Schedule = p.GetValue(Schedule)!, Warmup = p.GetValue(Warmup), Patience = p.GetValue(Patience),
             IdTextWeight = p.GetValue(IdTextWeight), Negatives = p.GetValue(Negatives), Seed = p.GetValue(Seed), Threads = p.GetValue(Threads),
+            Shards = p.GetValue(Shards),
         };
     }
 
