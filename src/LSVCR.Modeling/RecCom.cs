@@ -34,8 +34,8 @@ public sealed class RecCom : nn.Module
     private readonly Linear c_linear;
     private readonly MultiHeadAttention comm_rank_att;
     private readonly AdditiveAttention rec_att;
-    private readonly Tensor photo_text;
-    private readonly Tensor comment_text;
+    private Tensor photo_text;
+    private Tensor comment_text;
 #pragma warning restore IDE1006
 
     /// <param name="photoText">[PhotoCount, TextDim] float32 title embeddings, row 0 = pad.</param>
@@ -78,6 +78,26 @@ public sealed class RecCom : nn.Module
     }
 
     public RecComConfig Config { get; }
+
+    /// <summary><c>to(dtype)</c> / <c>to(device)</c> also convert the text tables: TorchSharp's epilogue leaves
+    /// non-persistent buffers alone (they are not in <c>named_buffers</c>), and scoring would then mix dtypes or
+    /// devices.</summary>
+    protected override void _toEpilog(ScalarType? dtype, Device? device, bool non_blocking)
+    {
+        base._toEpilog(dtype, device, non_blocking);
+        photo_text = Convert(photo_text);
+        comment_text = Convert(comment_text);
+
+        Tensor Convert(Tensor t)
+        {
+            var target = dtype ?? t.dtype;
+            var onDevice = device is null || (device.type == t.device_type && (device.index == t.device_index || device.index < 0 && t.device_index < 0));
+            if (target == t.dtype && onDevice) return t;
+            var moved = (device is null ? t.to(target) : t.to(target, device)).detach();
+            t.Dispose();
+            return moved;
+        }
+    }
 
     /// <summary>Generator for the id–text negative sampling; null = torch's global generator (torch.manual_seed).</summary>
     public Generator? Generator { get; set; }

@@ -142,6 +142,32 @@ public class RecComTests
         Assert.Equal(-1e6f, cs[1, 1].item<float>());
     }
 
+    /// <summary><c>to(float64)</c> converts the text tables with the weights: a float64 copy of a model scores
+    /// like the float32 original (to float32 rounding), both tasks, in float64 throughout.</summary>
+    [Fact]
+    public void Converting_the_model_converts_its_text_tables()
+    {
+        using var single = Tiny.Model();
+        using var converted = Tiny.Model();
+        converted.to(ScalarType.Float64);
+        single.eval();
+        converted.eval();
+        using var batch = Tiny.Batch();
+        using var _ = no_grad();
+        var (user32, user64) = (single.Encode(batch, TaskKind.Rec).User, converted.Encode(batch, TaskKind.Rec).User);
+        Assert.Equal(ScalarType.Float64, user64.dtype);
+        Assert.True(user64.to(ScalarType.Float32).allclose(user32, 1e-4, 1e-5));
+        var (all32, all64) = (single.ScoreAllVideos(user32), converted.ScoreAllVideos(user64));
+        Assert.Equal(ScalarType.Float64, all64.dtype);
+        Assert.True(all64.to(ScalarType.Float32).allclose(all32, 1e-4, 1e-4));
+        using var comments = tensor(new long[,] { { 3, 5 }, { 12, 0 }, { 1, 2 } });
+        var (cu32, cu64) = (single.Encode(batch, TaskKind.CommRank).User, converted.Encode(batch, TaskKind.CommRank).User);
+        var (cs32, cs64) = (single.ScoreCandidates(cu32, comments, TaskKind.CommRank), converted.ScoreCandidates(cu64, comments, TaskKind.CommRank));
+        Assert.True(cs64.to(ScalarType.Float32).allclose(cs32, 1e-4, 1e-4));
+        converted.to(ScalarType.Float32);
+        Assert.True(converted.Encode(batch, TaskKind.Rec).User.allclose(user32, 1e-5, 1e-6));
+    }
+
     [Fact]
     public void Video_vector_is_gate_times_id_plus_adapted_title()
     {
