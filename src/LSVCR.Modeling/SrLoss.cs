@@ -87,8 +87,8 @@ public static class SrLoss
     }
 
     /// <summary>The sharded path of <see cref="Backward"/>: slice inputs (phase 1, per shard), the batch-wide id–text
-    /// loss and its gradient (phase 2, calling thread), slice encoders, task losses and one backward each (phase 3,
-    /// per shard), then the gradient sum.</summary>
+    /// loss and its gradient (phase 2, one history per worker), slice encoders, task losses and one backward each
+    /// (phase 3, per shard), then the gradient sum.</summary>
     private sealed class ShardedStep(RecCom model, SrBatch batch, TaskKind task, Tensor? candidates, double idTextWeight, int shards)
     {
         private readonly long[] _start = new long[shards];
@@ -204,6 +204,8 @@ public static class SrLoss
         /// <summary>The shards' [b, L, d] tensors as one detached [B, L, d] leaf of the batch-wide id–text loss.</summary>
         private static Tensor Leaf(IEnumerable<Tensor> parts) => cat(parts.Select(p => p.detach()).ToArray()).requires_grad_(true);
 
+        /// <summary>Adds the slices' gradients in shard order into the first slice's (the step owns them all, so no
+        /// copy), then into the parameters' <c>.grad</c>.</summary>
         private static void AddGradients(Tensor[] parameters, Tensor?[][] grads)
         {
             using var _ = no_grad();
@@ -213,7 +215,7 @@ public static class SrLoss
                 foreach (var g in grads)
                 {
                     if (g[j] is not { } gj) continue;
-                    sum = sum is null ? gj.clone() : sum.add_(gj);
+                    sum = sum is null ? gj : sum.add_(gj);
                 }
                 if (sum is null) continue;
                 if (parameters[j].grad is { } existing) existing.add_(sum);
