@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using LSVCR.Data;
 using LSVCR.Modeling;
@@ -237,10 +238,37 @@ public static class FineTuner
             throw new LsvcrException($"{path}: unreadable resume state ({e.Message}); delete {outDir} to start over");
         }
         if (state.Fingerprint != fingerprint)
-            throw new LsvcrException($"{outDir} holds a run with different settings; use another --out or delete it to start over " +
-                                     $"(stored: {state.Fingerprint}; now: {fingerprint})");
+            throw new LsvcrException($"{outDir} holds a run with different settings ({Differences(state.Fingerprint, fingerprint)}); " +
+                                     "use another --out or delete it to start over");
         if (last.EndsWith(".old", StringComparison.Ordinal)) ModelStore.Replace(last, Path.Combine(outDir, LastDir));
         return state;
+    }
+
+    /// <summary>The settings two fingerprints disagree on, as "name: stored → now" (nested objects by path; a
+    /// setting an older version did not store shows as "(not stored)"); both in full if either does not parse.</summary>
+    private static string Differences(string stored, string now)
+    {
+        try
+        {
+            if (JsonNode.Parse(stored) is JsonObject a && JsonNode.Parse(now) is JsonObject b)
+                return string.Join(", ", Differences(a, b, ""));
+        }
+        catch (JsonException) { }
+        return $"stored: {stored}; now: {now}";
+
+        static IEnumerable<string> Differences(JsonObject a, JsonObject b, string prefix)
+        {
+            foreach (var key in a.Select(kv => kv.Key).Union(b.Select(kv => kv.Key)))
+            {
+                var (x, y) = (a[key], b[key]);
+                if (JsonNode.DeepEquals(x, y)) continue;
+                if (x is JsonObject xo && y is JsonObject yo)
+                    foreach (var d in Differences(xo, yo, $"{prefix}{key}.")) yield return d;
+                else
+                    yield return $"{prefix}{key}: {(a.ContainsKey(key) ? x?.ToJsonString() ?? "null" : "(not stored)")} → " +
+                                 $"{(b.ContainsKey(key) ? y?.ToJsonString() ?? "null" : "(none)")}";
+            }
+        }
     }
 
     private static void SaveLast(RecCom model, TorchSharp.Modules.AdamW optimizer, RunState state, ModelInfo info, string outDir)

@@ -49,10 +49,10 @@ public class FineTunerTests
         Assert.Equal(1, again.ResumedAfterEpoch);
         Assert.Equal(JsonSerializer.Serialize(first.History), JsonSerializer.Serialize(again.History));
         var e = await Assert.ThrowsAsync<LsvcrException>(() => Train(dir.Path, Options with { Epochs = 1, Lr = 0.01 }));
-        Assert.Contains("holds a run with different settings", e.Message);
+        Assert.Contains("holds a run with different settings (Lr: 0.001 → 0.01);", e.Message);
         // The slice count changes the dropout masks and the rounding, so it is a setting of the run too.
         e = await Assert.ThrowsAsync<LsvcrException>(() => Train(dir.Path, Options with { Epochs = 1, Shards = 1 }));
-        Assert.Contains("holds a run with different settings", e.Message);
+        Assert.Contains("holds a run with different settings (Shards: 2 → 1);", e.Message);
         e = await Assert.ThrowsAsync<LsvcrException>(() => Train(dir.Path, Options with { Epochs = 1, Shards = 0 }));
         Assert.Contains("--shards must be at least 1 (got 0)", e.Message);
     }
