@@ -365,14 +365,20 @@ public sealed class RecCom : nn.Module
     /// and with 1/T applied to the [B, d] users instead of the [B, PhotoCount] scores: two fewer passes over the
     /// largest tensor of a training step, forward and backward; <see cref="SoftmaxCrossEntropy"/> then never
     /// materialises the log-probabilities.</summary>
-    internal Tensor FullSoftmaxLoss(Tensor user, Tensor target, Tensor? titleTable)
+    /// <paramref name="candidates"/>: <see cref="FullSoftmaxCandidates"/> when the caller has them already (the
+    /// sharded step computes them once for all slices).
+    internal Tensor FullSoftmaxLoss(Tensor user, Tensor target, Tensor? titleTable, Tensor? candidates = null)
     {
         using var scope = NewDisposeScope();
         if (target.numel() > 0 && target.min().item<long>() < 1)
             throw new ArgumentException("A Rec target is the pad video (id 0); targets must be real videos.", nameof(target));
-        var videos = VideoVectors(null, titleTable).narrow(0, 1, Config.PhotoCount - 1);
+        var videos = candidates ?? FullSoftmaxCandidates(titleTable);
         return SoftmaxCrossEntropy.Loss(user.div(Config.Temperature), videos, target.sub(1)).MoveToOuterDisposeScope();
     }
+
+    /// <summary>The normalised vectors of all real videos (rows 1…, no pad row), [PhotoCount − 1, Hidden]: the
+    /// candidates of <see cref="FullSoftmaxLoss"/>.</summary>
+    internal Tensor FullSoftmaxCandidates(Tensor? titleTable) => VideoVectors(null, titleTable).narrow(0, 1, Config.PhotoCount - 1);
 
     /// <summary>Cosine/T scores against per-example candidates [B, C] (video ids for Rec, comment ids for CommRank); pad candidates (0) = -1e6.</summary>
     public Tensor ScoreCandidates(Tensor user, Tensor candidates, TaskKind task) => ScoreCandidates(user, candidates, task, null);

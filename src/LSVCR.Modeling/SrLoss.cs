@@ -44,6 +44,8 @@ public static class SrLoss
     /// <item>the id–text loss draws its negatives from the whole batch (MODEL.md §4), so it is computed once, between
     /// the slices' input layers and their encoders, on all positions, and its gradient goes back into each slice's
     /// backward;</item>
+    /// <item>the Rec full softmax's title table and all-video vectors are computed once and shared by the slices (their
+    /// gradients summed, then one backward through them);</item>
     /// <item>dropout seeds come from one stream per slice, seeded from torch's generator, so a seeded run is
     /// reproducible whatever the thread count (the masks differ from those of an unsharded step).</item>
     /// </list>
@@ -79,9 +81,10 @@ public static class SrLoss
     private static Tensor? Titles(RecCom model, TaskKind task, Tensor? candidates) =>
         model.Config.UseText && task == TaskKind.Rec && candidates is null ? model.AdaptedTitles() : null;
 
-    private static Tensor TaskLoss(RecCom model, Tensor user, Tensor target, TaskKind task, Tensor? candidates, Tensor? titles)
+    private static Tensor TaskLoss(RecCom model, Tensor user, Tensor target, TaskKind task, Tensor? candidates, Tensor? titles,
+        Tensor? allVideos = null)
     {
-        if (candidates is null) return model.FullSoftmaxLoss(user, target, titles);
+        if (candidates is null) return model.FullSoftmaxLoss(user, target, titles, allVideos);
         var scores = model.ScoreCandidates(user, candidates, task, titles);
         return F.cross_entropy(scores, zeros(scores.shape[0], dtype: ScalarType.Int64));
     }
@@ -108,8 +111,9 @@ public static class SrLoss
             var parameters = model.parameters().Where(p => p.requires_grad).ToArray();
             var withIdText = WithIdText(model, idTextWeight);
             var inputs = new RecCom.Inputs[shards];
-            var titles = new Tensor?[shards];
-            var grads = new Tensor?[shards][];
+            var shared = SharedVideos.Of(model, task, candidates);
+            var grads = new Tensor?[shards + 1][];
+            var sharedGrads = new Tensor?[shards][];
             var taskLosses = new double[shards];
             try
             {
@@ -117,8 +121,7 @@ public static class SrLoss
                 {
                     using var _ = seeds[s].Use();
                     using var shardScope = NewDisposeScope();
-                    titles[s] = Keep(s, Titles(model, task, candidates));
-                    inputs[s] = model.EncodeInputs(parts[s], titles[s]).Map(t => Keep(s, t)!);
+                    inputs[s] = model.EncodeInputs(parts[s], shared?.TableLeaf).Map(t => Keep(s, t)!);
                 });
 
                 double? idText = null;
@@ -156,9 +159,9 @@ public static class SrLoss
                     using var _ = seeds[s].Use();
                     using var shardScope = NewDisposeScope();
                     var x = inputs[s];
-                    var user = model.EncodeUser(x, parts[s].Target, task, titles[s]);
+                    var user = model.EncodeUser(x, parts[s].Target, task, shared?.TableLeaf);
                     var shardCandidates = candidates?.narrow(0, _start[s], _size[s]);
-                    var loss = TaskLoss(model, user, parts[s].Target, task, shardCandidates, titles[s]);
+                    var loss = TaskLoss(model, user, parts[s].Target, task, shardCandidates, shared?.TableLeaf, shared?.VideosLeaf);
                     taskLosses[s] = loss.item<float>();
                     var outputs = new List<Tensor> { loss.mul((double)_size[s] / n) };
                     var upstream = new List<Tensor> { ones_like(outputs[0]) };
@@ -167,11 +170,14 @@ public static class SrLoss
                         outputs.AddRange([x.PhotoId!, x.PhotoText!, x.CommentId!, x.CommentText!]);
                         upstream.AddRange(idTextGrads.Select(g => g.narrow(0, _start[s], _size[s])));
                     }
-                    grads[s] = TorchSharp.torch.autograd.grad(outputs, parameters, upstream, allow_unused: true)
+                    var all = TorchSharp.torch.autograd.grad(outputs, [.. parameters, .. shared?.Leaves ?? []], upstream, allow_unused: true)
                         .Select(g => g.IsInvalid ? null : g.DetachFromDisposeScope()).ToArray();
-                    _owned[s].AddRange(grads[s].OfType<Tensor>());
+                    _owned[s].AddRange(all.OfType<Tensor>());
+                    grads[s] = all[..parameters.Length];
+                    sharedGrads[s] = all[parameters.Length..];
                 });
 
+                grads[shards] = shared?.Backward(parameters, sharedGrads) ?? new Tensor?[parameters.Length];
                 AddGradients(parameters, grads);
                 var taskLoss = Enumerable.Range(0, shards).Sum(s => taskLosses[s] * _size[s] / n);
                 return new StepLosses(taskLoss + idTextWeight * (idText ?? 0), taskLoss, idText);
@@ -203,6 +209,48 @@ public static class SrLoss
 
         /// <summary>The shards' [b, L, d] tensors as one detached [B, L, d] leaf of the batch-wide id–text loss.</summary>
         private static Tensor Leaf(IEnumerable<Tensor> parts) => cat(parts.Select(p => p.detach()).ToArray()).requires_grad_(true);
+
+        /// <summary>
+        /// The Rec full softmax's title table and the candidate vectors of all videos are the same for every slice, so
+        /// the step computes them once (on the caller's libtorch threads) and hands the slices detached leaves; the
+        /// leaves' gradients, summed over the slices, go back through llm_adapter, the id embeddings and gate in one
+        /// backward. Per slice they would cost a [PhotoCount, TextDim] × [TextDim, d] GEMM and its weight gradient,
+        /// and the normalisation of [PhotoCount, d] vectors both ways.
+        /// </summary>
+        private sealed record SharedVideos(Tensor? Table, Tensor? TableLeaf, Tensor Videos, Tensor VideosLeaf)
+        {
+            public static SharedVideos? Of(RecCom model, TaskKind task, Tensor? candidates)
+            {
+                if (task != TaskKind.Rec || candidates is not null) return null;
+                var table = Titles(model, task, candidates);
+                var videos = model.FullSoftmaxCandidates(table);
+                return new SharedVideos(table, table?.detach().requires_grad_(true), videos, videos.detach().requires_grad_(true));
+            }
+
+            /// <summary>The leaves whose gradients a slice's backward returns after the parameters'.</summary>
+            public Tensor[] Leaves => TableLeaf is null ? [VideosLeaf] : [VideosLeaf, TableLeaf];
+
+            /// <summary>The parameters' gradients from the leaves' gradients of all slices (each slice's in
+            /// <see cref="Leaves"/> order, null = unused), summed in shard order.</summary>
+            public Tensor?[] Backward(Tensor[] parameters, Tensor?[][] leafGrads)
+            {
+                var roots = TableLeaf is null ? new[] { Videos } : [Videos, Table!];
+                var outputs = new List<Tensor>();
+                var upstream = new List<Tensor>();
+                for (var i = 0; i < roots.Length; i++)
+                {
+                    Tensor? sum = null;
+                    foreach (var g in leafGrads)
+                        if (g[i] is { } gi) sum = sum is null ? gi : sum.add_(gi);
+                    if (sum is null) continue;
+                    outputs.Add(roots[i]);
+                    upstream.Add(sum);
+                }
+                if (outputs.Count == 0) return new Tensor?[parameters.Length];
+                return TorchSharp.torch.autograd.grad(outputs, parameters, upstream, allow_unused: true)
+                    .Select(g => g.IsInvalid ? null : g).ToArray();
+            }
+        }
 
         /// <summary>Adds the slices' gradients in shard order into the first slice's (the step owns them all, so no
         /// copy), then into the parameters' <c>.grad</c>.</summary>
