@@ -189,12 +189,13 @@ public sealed class RecCom : nn.Module
         if (c.UseText)
         {
             var table = titleTable ?? (photo_text.shape[0] <= pIds.numel() + cIds.numel() ? AdaptedTitles() : null);
-            var pTitle = Titles(pIds, table);
-            var cTitle = Titles(cIds, table);
-            var pComment = llm_adapter!.forward(Gather(comment_text, pCom));
-            var cComment = llm_adapter!.forward(MeanText(cCom));
-            xp = pc_merge!.forward(cat([pTitle, pComment], -1));
-            xc = pc_merge!.forward(cat([cTitle, cComment], -1));
+            // pc_merge(cat[title, llm_adapter(text)]) = title·W_tᵀ + text·(W_c·W_adapter)ᵀ + b, with W = [W_t | W_c]
+            // (llm_adapter has no bias): the comment half folded into one [d, TextDim] map saves the concatenation
+            // and a [rows, d] × [d, d] product per history, forward and backward, and the same parameters train.
+            var titleHalf = pc_merge!.weight!.narrow(1, 0, c.Hidden);
+            var commentMap = pc_merge.weight!.narrow(1, c.Hidden, c.Hidden).matmul(llm_adapter!.weight!);
+            xp = Merge(Titles(pIds, table), Gather(comment_text, pCom), titleHalf, commentMap);
+            xc = Merge(Titles(cIds, table), MeanText(cCom), titleHalf, commentMap);
         }
         else if (comment_embedding is not null)
         {
@@ -269,6 +270,16 @@ public sealed class RecCom : nn.Module
     {
         var d = id.shape[^1];
         return IdTextLoss.Compute(id.reshape(-1, d), x.reshape(-1, d), draw.Layout, Config.Temperature, draw.Rows);
+    }
+
+    /// <summary>pc_merge over [title, llm_adapter(text)] without the concatenation (see <see cref="EncodeInputs"/>):
+    /// one GEMM with the bias for the text, one accumulating GEMM for the titles.</summary>
+    private Tensor Merge(Tensor title, Tensor text, Tensor titleHalf, Tensor commentMap)
+    {
+        var shape = title.shape;
+        var rows = title.reshape(-1, shape[^1]);
+        var fromText = F.linear(text.reshape(-1, text.shape[^1]), commentMap, pc_merge!.bias);
+        return addmm(fromText, rows, titleHalf.t(), beta: 1, alpha: 1).view(shape);
     }
 
     private Tensor Input(Tensor? id, Tensor? x, Embedding position, long length, Tensor ids, LayerNorm norm)

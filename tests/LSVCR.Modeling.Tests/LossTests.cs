@@ -340,7 +340,11 @@ public class LossTests
         foreach (var (name, g) in plain)
         {
             var (diff, scale) = (fused[name].sub(g).abs().max().item<float>(), g.abs().max().item<float>());
-            Assert.True(diff <= 1e-3f * scale + 1e-7f, $"{name}: max diff {diff} (largest gradient {scale})");
+            // Shift-invariant biases (see above) have a zero gradient up to rounding noise, in both forms.
+            if (name.EndsWith("key.bias") || name == "rec_att.attn.4.bias")
+                Assert.True(scale < 1e-6f && fused[name].abs().max().item<float>() < 1e-6f, $"{name}: {scale}, expected ≈ 0");
+            else
+                Assert.True(diff <= 1e-3f * scale + 1e-7f, $"{name}: max diff {diff} (largest gradient {scale})");
         }
     }
 

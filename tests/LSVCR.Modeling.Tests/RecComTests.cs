@@ -70,6 +70,45 @@ public class RecComTests
         Assert.Equal(8f, sd["photo_layernorm.weight"].sum().item<float>());
     }
 
+    /// <summary>Step 1 (MODEL.md §2) written out: x = pc_merge(cat[llm_adapter(title), llm_adapter(comment text)]),
+    /// the comment text of a comment-history entry being the mean over its non-pad comments (0 for none). The model
+    /// folds pc_merge's comment half into llm_adapter and may read the titles from the adapted title table.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Step1_text_vectors_are_pc_merge_of_adapted_title_and_comment_text(bool titleTable)
+    {
+        var (photoText, commentText) = Tiny.Texts();
+        using var model = Tiny.Model();
+        using var batch = Tiny.Batch();
+        var sd = model.state_dict();
+        using (no_grad()) sd["pc_merge.bias"].copy_(randn(8));
+        var (adapter, merge, bias) = (sd["llm_adapter.weight"], sd["pc_merge.weight"], sd["pc_merge.bias"]);
+        Tensor Expected(Tensor ids, Tensor comments)
+        {
+            var title = photoText.index_select(0, ids.reshape(-1)).matmul(adapter.t());
+            // A video-history entry has one comment id, taken as it is (a pad id reads the pad row); a comment-history
+            // entry has several, averaged over the non-pad ones.
+            var text = comments.dim() == 2
+                ? commentText.index_select(0, comments.reshape(-1))
+                : Mean(comments);
+            return cat([title, text.matmul(adapter.t())], -1).matmul(merge.t()).add(bias).view(ids.shape[0], ids.shape[1], -1);
+        }
+        Tensor Mean(Tensor comments)
+        {
+            var present = comments.ne(0).unsqueeze(-1).to(ScalarType.Float32);
+            return commentText.index_select(0, comments.reshape(-1)).view(comments.shape[0], comments.shape[1], comments.shape[2], -1)
+                .mul(present).sum(2).div(present.sum(2).clamp_min(1)).reshape(-1, Tiny.TextDim);
+        }
+        using var _ = no_grad();
+        var inputs = model.EncodeInputs(batch, titleTable ? model.AdaptedTitles() : null);
+        var expectedPhoto = Expected(batch.PhotoHistory, batch.PhotoHistoryComment);
+        var expectedComment = Expected(batch.CommentHistoryPhoto, batch.CommentHistoryComments);
+        Assert.True(inputs.PhotoText!.allclose(expectedPhoto, rtol: 1e-5, atol: 1e-6), $"video history: {inputs.PhotoText!.sub(expectedPhoto).abs().max().item<float>()}");
+        Assert.True(inputs.CommentText!.allclose(expectedComment, rtol: 1e-5, atol: 1e-6), $"comment history: {inputs.CommentText!.sub(expectedComment).abs().max().item<float>()}");
+        Assert.True(bias.abs().sum().item<float>() > 0);
+    }
+
     [Fact]
     public void Masks_are_additive_causal_and_bidirectional()
     {
