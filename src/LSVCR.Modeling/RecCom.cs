@@ -232,13 +232,13 @@ public sealed class RecCom : nn.Module
         if (task == TaskKind.Rec)
         {
             var mp = phis_mix_layer.forward(hp, hc, bidirC);
-            var hpFinal = p_linear.forward(cat([hp, mp], -1));
+            var hpFinal = Project(p_linear, hp, mp);
             user = rec_att.forward(hpFinal, bidirP.view(bidirP.shape[0], -1));
         }
         else
         {
             var mc = chis_mix_layer.forward(hc, hp, bidirP);
-            var hcFinal = c_linear.forward(cat([hc, mc], -1));
+            var hcFinal = Project(c_linear, hc, mc);
             var q = QueryOrCandidate(target, titleTable);
             user = comm_rank_att.forward(q.unsqueeze(1), hcFinal, bidirC).squeeze(1);
         }
@@ -272,14 +272,25 @@ public sealed class RecCom : nn.Module
         return IdTextLoss.Compute(id.reshape(-1, d), x.reshape(-1, d), draw.Layout, Config.Temperature, draw.Rows);
     }
 
-    /// <summary>pc_merge over [title, llm_adapter(text)] without the concatenation (see <see cref="EncodeInputs"/>):
-    /// one GEMM with the bias for the text, one accumulating GEMM for the titles.</summary>
-    private Tensor Merge(Tensor title, Tensor text, Tensor titleHalf, Tensor commentMap)
+    /// <summary>pc_merge over [title, llm_adapter(text)] without the concatenation (see <see cref="EncodeInputs"/>).</summary>
+    private Tensor Merge(Tensor title, Tensor text, Tensor titleHalf, Tensor commentMap) =>
+        PairLinear(title, text, titleHalf, commentMap, pc_merge!.bias);
+
+    /// <summary>A Linear over cat([a, b], −1) with weight [W_a | W_b] as a·W_aᵀ + b·W_bᵀ + bias: one GEMM with the
+    /// bias and one accumulating into it, instead of writing the [rows, 2d] concatenation and reading it back (and
+    /// its gradient) — the same product.</summary>
+    private static Tensor PairLinear(Tensor a, Tensor b, Tensor weightA, Tensor weightB, Tensor? bias)
     {
-        var shape = title.shape;
-        var rows = title.reshape(-1, shape[^1]);
-        var fromText = F.linear(text.reshape(-1, text.shape[^1]), commentMap, pc_merge!.bias);
-        return addmm(fromText, rows, titleHalf.t(), beta: 1, alpha: 1).view(shape);
+        var shape = a.shape[..^1].Append(weightA.shape[0]).ToArray();
+        var fromB = F.linear(b.reshape(-1, b.shape[^1]), weightB, bias);
+        return addmm(fromB, a.reshape(-1, a.shape[^1]), weightA.t(), beta: 1, alpha: 1).view(shape);
+    }
+
+    /// <summary>p_linear / c_linear over cat([h, m], −1) (<see cref="PairLinear"/>).</summary>
+    internal static Tensor Project(Linear linear, Tensor h, Tensor m)
+    {
+        var d = h.shape[^1];
+        return PairLinear(h, m, linear.weight!.narrow(1, 0, d), linear.weight!.narrow(1, d, d), linear.bias);
     }
 
     private Tensor Input(Tensor? id, Tensor? x, Embedding position, long length, Tensor ids, LayerNorm norm)

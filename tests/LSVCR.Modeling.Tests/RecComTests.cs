@@ -110,6 +110,19 @@ public class RecComTests
     }
 
     [Fact]
+    public void P_linear_over_the_pair_equals_the_linear_layer_over_the_concatenation()
+    {
+        manual_seed(11);
+        using var linear = TorchSharp.torch.nn.Linear(16, 8);
+        using var h = randn(3, 5, 8);
+        using var m = randn(3, 5, 8);
+        using var expected = linear.forward(cat([h, m], -1));
+        using var actual = RecCom.Project(linear, h, m);
+        Assert.Equal(expected.shape, actual.shape);
+        Assert.True(actual.allclose(expected, rtol: 1e-5, atol: 1e-6), $"{actual.sub(expected).abs().max().item<float>()}");
+    }
+
+    [Fact]
     public void Masks_are_additive_causal_and_bidirectional()
     {
         using var ids = tensor(new long[,] { { 4, 9, 0 } });
