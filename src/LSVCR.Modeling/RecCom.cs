@@ -295,6 +295,9 @@ public sealed class RecCom : nn.Module
 
     private Tensor Input(Tensor? id, Tensor? x, Embedding position, long length, Tensor ids, LayerNorm norm)
     {
+        if (training && InputLayer.TryApply(id, id is null ? null : gate, x, position.weight!.narrow(0, 0, length), norm.weight!, norm.bias!,
+                Config.HiddenDropout, Config.LayerNormEps) is { } fused)
+            return fused;
         var pos = position.weight!.narrow(0, 0, length).unsqueeze(0);
         Tensor sum = x is null ? pos.expand(ids.shape[0], length, Config.Hidden) : x.add(pos);
         if (id is not null) sum = id.mul(gate!).add(sum);
