@@ -356,6 +356,8 @@ public sealed class RecCom : nn.Module
         if (ids is null)
         {
             Tensor? text = Config.UseText ? titleTable ?? AdaptedTitles() : null;
+            if (CandidateVectors.TryApply(Config.UseIds ? photo_embedding!.weight! : null, Config.UseIds ? gate : null, text) is { } fused)
+                return fused.MoveToOuterDisposeScope();
             Tensor? id = Config.UseIds ? photo_embedding!.weight!.mul(gate!) : null;
             v = text is null ? id! : id is null ? text : id.add(text);
         }
