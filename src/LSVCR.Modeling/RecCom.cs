@@ -274,15 +274,14 @@ public sealed class RecCom : nn.Module
 
     /// <summary>pc_merge over [title, llm_adapter(text)] without the concatenation (see <see cref="EncodeInputs"/>).</summary>
     private Tensor Merge(Tensor title, Tensor text, Tensor titleHalf, Tensor commentMap) =>
-        PairLinear(title, text, titleHalf, commentMap, pc_merge!.bias);
+        PairLinear(title, TextProjection.Apply(text.reshape(-1, text.shape[^1]), commentMap, pc_merge!.bias), titleHalf);
 
-    /// <summary>A Linear over cat([a, b], −1) with weight [W_a | W_b] as a·W_aᵀ + b·W_bᵀ + bias: one GEMM with the
-    /// bias and one accumulating into it, instead of writing the [rows, 2d] concatenation and reading it back (and
-    /// its gradient) — the same product.</summary>
-    private static Tensor PairLinear(Tensor a, Tensor b, Tensor weightA, Tensor weightB, Tensor? bias)
+    /// <summary>A Linear over cat([a, b], −1) with weight [W_a | W_b] as a·W_aᵀ + (b·W_bᵀ + bias), the second term
+    /// given as <paramref name="fromB"/> [rows, out]: one GEMM accumulating into it instead of writing the [rows, 2d]
+    /// concatenation and reading it back (and its gradient) — the same product.</summary>
+    private static Tensor PairLinear(Tensor a, Tensor fromB, Tensor weightA)
     {
         var shape = a.shape[..^1].Append(weightA.shape[0]).ToArray();
-        var fromB = F.linear(b.reshape(-1, b.shape[^1]), weightB, bias);
         return addmm(fromB, a.reshape(-1, a.shape[^1]), weightA.t(), beta: 1, alpha: 1).view(shape);
     }
 
@@ -290,7 +289,8 @@ public sealed class RecCom : nn.Module
     internal static Tensor Project(Linear linear, Tensor h, Tensor m)
     {
         var d = h.shape[^1];
-        return PairLinear(h, m, linear.weight!.narrow(1, 0, d), linear.weight!.narrow(1, d, d), linear.bias);
+        var fromM = F.linear(m.reshape(-1, d), linear.weight!.narrow(1, d, d), linear.bias);
+        return PairLinear(h, fromM, linear.weight!.narrow(1, 0, d));
     }
 
     private Tensor Input(Tensor? id, Tensor? x, Embedding position, long length, Tensor ids, LayerNorm norm)
@@ -310,10 +310,13 @@ public sealed class RecCom : nn.Module
 
     /// <summary>llm_adapter over the whole title table, [PhotoCount, d]: cheaper than per-position projection when
     /// the batch touches more positions than the catalogue has videos, and shared with full-softmax scoring.</summary>
-    internal Tensor AdaptedTitles() => llm_adapter!.forward(photo_text);
+    internal Tensor AdaptedTitles() => Adapt(photo_text);
+
+    /// <summary>llm_adapter(text) on <see cref="TextProjection"/> (the same linear map, a faster forward).</summary>
+    private Tensor Adapt(Tensor text) => TextProjection.Apply(text, llm_adapter!.weight!, null);
 
     private Tensor Titles(Tensor ids, Tensor? table) =>
-        table is not null ? Gather(table, ids) : llm_adapter!.forward(Gather(photo_text, ids));
+        table is not null ? Gather(table, ids) : Adapt(Gather(photo_text, ids));
 
     private static Tensor Gather(Tensor table, Tensor ids)
     {
@@ -370,7 +373,7 @@ public sealed class RecCom : nn.Module
     {
         using var scope = NewDisposeScope();
         Tensor v;
-        if (Config.UseText) v = llm_adapter!.forward(Gather(comment_text, ids));
+        if (Config.UseText) v = Adapt(Gather(comment_text, ids));
         else if (comment_embedding is not null) v = comment_embedding.forward(ids);
         else throw new InvalidOperationException("This RecCom has neither comment texts nor comment ids (UseText=false, CommentIds=false): it cannot score comments.");
         return F.normalize(v, dim: -1).MoveToOuterDisposeScope();
