@@ -31,6 +31,11 @@ internal static unsafe class CpuKernels
     public static void ForEach(int items, int scratchFloats, Action<int, nint> body)
     {
         var threads = Math.Max(1, get_num_threads());
+        if (threads == 1 && items > 1 && LoopSharing.Offering)
+        {
+            LoopSharing.Run(items, scratchFloats, body, Scratch);
+            return;
+        }
         if (threads == 1 || items == 1)
         {
             var s = Scratch(scratchFloats);
@@ -55,7 +60,7 @@ internal static unsafe class CpuKernels
     /// the fused nodes ask for 100–200 KB per thread and call, and fresh pinned arrays of that size went to the
     /// pinned-object heap and were only reclaimed by full collections. Safe because a thread runs one work item at
     /// a time and the kernels never nest ForEach.</summary>
-    private static nint Scratch(int floats)
+    internal static nint Scratch(int floats)
     {
         if (_scratch is null || _scratch.Length < floats) _scratch = GC.AllocateUninitializedArray<float>(Math.Max(floats, 1), pinned: true);
         return (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_scratch));

@@ -60,10 +60,22 @@ internal static class ShardWorkers
 
         public void Run(Action<int> body)
         {
+            // A worker done with its shard takes items of the kernel loops the others are still running.
+            var busy = _workers.Length;
             for (var s = 0; s < _workers.Length; s++)
             {
                 var shard = s;
-                _workers[s].Begin(() => body(shard));
+                _workers[s].Begin(() =>
+                {
+                    LoopSharing.Offering = true;
+                    try { body(shard); }
+                    finally
+                    {
+                        LoopSharing.Offering = false;
+                        Interlocked.Decrement(ref busy);
+                        LoopSharing.HelpWhile(() => Volatile.Read(ref busy) > 0, CpuKernels.Scratch);
+                    }
+                });
             }
             ExceptionDispatchInfo? first = null;
             foreach (var w in _workers) first ??= w.End();
