@@ -272,25 +272,18 @@ public sealed class RecCom : nn.Module
         return IdTextLoss.Compute(id.reshape(-1, d), x.reshape(-1, d), draw.Layout, Config.Temperature, draw.Rows);
     }
 
-    /// <summary>pc_merge over [title, llm_adapter(text)] without the concatenation (see <see cref="EncodeInputs"/>).</summary>
+    /// <summary>pc_merge over [title, llm_adapter(text)] without the concatenation (see <see cref="EncodeInputs"/>):
+    /// title·W_tᵀ + text·(W_c·W_adapter)ᵀ + b in one <see cref="TiledLinear"/> node.</summary>
     private Tensor Merge(Tensor title, Tensor text, Tensor titleHalf, Tensor commentMap) =>
-        PairLinear(title, TextProjection.Apply(text.reshape(-1, text.shape[^1]), commentMap, pc_merge!.bias), titleHalf);
+        TiledLinear.Apply(title, titleHalf, text, commentMap, pc_merge!.bias);
 
-    /// <summary>A Linear over cat([a, b], −1) with weight [W_a | W_b] as a·W_aᵀ + (b·W_bᵀ + bias), the second term
-    /// given as <paramref name="fromB"/> [rows, out]: one GEMM accumulating into it instead of writing the [rows, 2d]
-    /// concatenation and reading it back (and its gradient) — the same product.</summary>
-    private static Tensor PairLinear(Tensor a, Tensor fromB, Tensor weightA)
-    {
-        var shape = a.shape[..^1].Append(weightA.shape[0]).ToArray();
-        return addmm(fromB, a.reshape(-1, a.shape[^1]), weightA.t(), beta: 1, alpha: 1).view(shape);
-    }
-
-    /// <summary>p_linear / c_linear over cat([h, m], −1) (<see cref="PairLinear"/>).</summary>
+    /// <summary>p_linear / c_linear over cat([h, m], −1) with weight [W_1 | W_2] as h·W_1ᵀ + m·W_2ᵀ + b
+    /// (<see cref="TiledLinear"/>): the same product without writing the [rows, 2d] concatenation and reading it back
+    /// (and its gradient).</summary>
     internal static Tensor Project(Linear linear, Tensor h, Tensor m)
     {
         var d = h.shape[^1];
-        var fromM = F.linear(m.reshape(-1, d), linear.weight!.narrow(1, d, d), linear.bias);
-        return PairLinear(h, fromM, linear.weight!.narrow(1, 0, d));
+        return TiledLinear.Apply(h, linear.weight!.narrow(1, 0, d), m, linear.weight!.narrow(1, d, d), linear.bias);
     }
 
     private Tensor Input(Tensor? id, Tensor? x, Embedding position, long length, Tensor ids, LayerNorm norm)
@@ -312,8 +305,8 @@ public sealed class RecCom : nn.Module
     /// the batch touches more positions than the catalogue has videos, and shared with full-softmax scoring.</summary>
     internal Tensor AdaptedTitles() => Adapt(photo_text);
 
-    /// <summary>llm_adapter(text) on <see cref="TextProjection"/> (the same linear map, a faster forward).</summary>
-    private Tensor Adapt(Tensor text) => TextProjection.Apply(text, llm_adapter!.weight!, null);
+    /// <summary>llm_adapter(text) on <see cref="TiledLinear"/> (the same linear map, faster).</summary>
+    private Tensor Adapt(Tensor text) => TiledLinear.Apply(text, llm_adapter!.weight!, null);
 
     private Tensor Titles(Tensor ids, Tensor? table) =>
         table is not null ? Gather(table, ids) : Adapt(Gather(photo_text, ids));
