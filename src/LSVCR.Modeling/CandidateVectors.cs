@@ -31,8 +31,7 @@ internal sealed class CandidateVectors : autograd.SingleTensorFunction<Candidate
     {
         var any = ids ?? titles;
         if (any is null || (ids is null) != (gate is null)) return null;
-        if (any.dtype != ScalarType.Float32 || (ids ?? any).dtype != ScalarType.Float32 || (titles ?? any).dtype != ScalarType.Float32
-            || (gate is not null && gate.dtype != ScalarType.Float32)) return null;
+        if (new[] { ids, gate, titles }.Any(t => t is not null && t.dtype != ScalarType.Float32)) return null;
         if (any.dim() != 2 || (ids is not null && titles is not null && !ids.shape.SequenceEqual(titles.shape)) || (gate is not null && gate.numel() != 1))
             throw new ArgumentException($"CandidateVectors: id embeddings [{string.Join(", ", ids?.shape ?? [])}] and titles [{string.Join(", ", titles?.shape ?? [])}] must be the same [V, d] (and gate a scalar).");
         return apply(ids?.contiguous()!, gate!, titles?.contiguous()!);
@@ -136,29 +135,6 @@ internal sealed class CandidateVectors : autograd.SingleTensorFunction<Candidate
                 if (titles != null) x = ids != null ? x + titles[j] : titles[j];
                 s[j] = x;
             }
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot(float* a, float* b, int d)
-        {
-            var (sum, j) = (0f, 0);
-            if (Vector512.IsHardwareAccelerated)
-            {
-                var acc = Vector512<float>.Zero;
-                for (; j + 16 <= d; j += 16) acc = Vector512.FusedMultiplyAdd(Vector512.Load(a + j), Vector512.Load(b + j), acc);
-                sum = Vector512.Sum(acc);
-            }
-            for (; j < d; j++) sum += a[j] * b[j];
-            return sum;
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Scale(float* x, float k, float* y, int d)
-        {
-            var j = 0;
-            if (Vector512.IsHardwareAccelerated)
-                for (; j + 16 <= d; j += 16) (Vector512.Load(x + j) * Vector512.Create(k)).Store(y + j);
-            for (; j < d; j++) y[j] = x[j] * k;
         }
 
         /// <summary>ds = (dv − v·along)·inv.</summary>

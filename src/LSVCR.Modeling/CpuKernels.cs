@@ -211,6 +211,25 @@ internal static unsafe class CpuKernels
         for (; j < n; j++) dst[j] = x[j] * y[j];
     }
 
+    /// <summary>Σ a[j]·b[j] over one row (a single FMA chain; the row-sized reductions of the fused nodes).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Dot(float* a, float* b, int n)
+    {
+        var (sum, j) = (0f, 0);
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var acc = Vector512<float>.Zero;
+            for (; j + 16 <= n; j += 16) acc = Vector512.FusedMultiplyAdd(Vector512.Load(a + j), Vector512.Load(b + j), acc);
+            sum = Vector512.Sum(acc);
+        }
+        for (; j < n; j++) sum += a[j] * b[j];
+        return sum;
+    }
+
+    /// <summary>dst[0..n) = x·k (in place when dst = x).</summary>
+    public static void Scale(float* x, float k, float* dst, int n) =>
+        TensorPrimitives.Multiply(new ReadOnlySpan<float>(x, n), k, new Span<float>(dst, n));
+
     // A chain of dependent FMAs per reduction step; even and odd steps go to separate accumulators so twice as many
     // chains are in flight (FMA latency bounded the single-chain loops).
 

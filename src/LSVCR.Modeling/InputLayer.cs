@@ -161,36 +161,14 @@ internal sealed class InputLayer : autograd.SingleTensorFunction<InputLayer>
                     var ds = (float*)dSum + row;
                     LayerNormRows.Backward(dNorm + (long)i * d, (float*)xhat + row, ((float*)rstd)[r0 + i], (float*)gamma, d, ds, dGamma, dBeta);
                     LayerNormRows.Add(dPos + (long)((r0 + i) % l) * d, ds, d);
-                    if (id != 0) gateSum += ScaleAndDot(ds, gate, (float*)id + row, (float*)dId + row, d);
+                    if (id == 0) continue;
+                    gateSum += Dot(ds, (float*)id + row, d);
+                    Scale(ds, gate, (float*)dId + row, d);
                 }
                 *dGate = gateSum;
             });
             using var sums = SumChunks(partialT);
             return new Gradients(Slice(sums, 2 * d, l, d), Slice(sums, 2L * d + (long)l * d), Slice(sums, 0, d), Slice(sums, d, d));
-        }
-
-        /// <summary>dId = gate·dSum; returns Σ dSum·id (this row's share of gate's gradient).</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float ScaleAndDot(float* ds, float gate, float* id, float* dId, int d)
-        {
-            var (dot, j) = (0f, 0);
-            if (Vector512.IsHardwareAccelerated)
-            {
-                var acc = Vector512<float>.Zero;
-                for (; j + 16 <= d; j += 16)
-                {
-                    var g = Vector512.Load(ds + j);
-                    (g * Vector512.Create(gate)).Store(dId + j);
-                    acc = Vector512.FusedMultiplyAdd(g, Vector512.Load(id + j), acc);
-                }
-                dot = Vector512.Sum(acc);
-            }
-            for (; j < d; j++)
-            {
-                dId[j] = ds[j] * gate;
-                dot += ds[j] * id[j];
-            }
-            return dot;
         }
     }
 }
