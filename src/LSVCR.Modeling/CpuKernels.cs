@@ -406,6 +406,22 @@ internal static unsafe class CpuKernels
             for (var m = 0; m < rows; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, cols - n, c + (long)m * cs + n, accumulate);
     }
 
+    /// <summary><see cref="Gemm"/> of exactly 8 rows of C, all in 8-row tiles (32 and 16 columns): Gemm's 64-column
+    /// tiles take 6 rows and would leave 2 to the row-at-a-time path. Used where a caller cuts C into 8-row blocks of
+    /// different widths (the causal attention rows); each element is the same FMA chain as in Gemm's tiles.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void GemmEightRows(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int cols, int depth)
+    {
+        var n = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; n + 32 <= cols; n += 32) Tile8x32(a, ams, aks, b + n, bs, c + n, cs, depth, false);
+            for (; n + 16 <= cols; n += 16) Tile8x16(a, ams, aks, b + n, bs, c + n, cs, depth, false);
+        }
+        if (n < cols)
+            for (var m = 0; m < 8; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, cols - n, c + (long)m * cs + n, false);
+    }
+
     /// <summary>rows × cols of C (row stride cols) = the bias row repeated: GEMMs then accumulate onto it.</summary>
     public static void FillRows(float* c, float* bias, int rows, int cols)
     {

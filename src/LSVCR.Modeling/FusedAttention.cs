@@ -1,4 +1,5 @@
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -30,17 +31,19 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
 {
     public override string Name => nameof(FusedAttention);
 
-    internal sealed record Spec(int Heads, double Dropout, bool SelfAttention);
+    /// <param name="SkipHidden">Skip the keys after each row's last visible key (exact, see Kernels); false computes
+    /// every key, for the tests that hold the two bit for bit.</param>
+    internal sealed record Spec(int Heads, double Dropout, bool SelfAttention, bool SkipHidden = true);
 
     /// <summary>Self-attention over <paramref name="qkv"/> [B, L, 3d] (each row q | k | v, heads contiguous inside
     /// each); <paramref name="mask"/> additive [B, L, L] or [B, 1, L]. Returns the context [B, L, d].</summary>
-    public static Tensor Self(Tensor qkv, Tensor mask, int heads, double dropout) =>
-        apply(qkv.contiguous(), null!, Mask3(mask, qkv.shape[0], qkv.shape[1]), new Spec(heads, dropout, true));
+    public static Tensor Self(Tensor qkv, Tensor mask, int heads, double dropout, bool skipHidden = true) =>
+        apply(qkv.contiguous(), null!, Mask3(mask, qkv.shape[0], qkv.shape[1]), new Spec(heads, dropout, true, skipHidden));
 
     /// <summary>Cross-attention of <paramref name="q"/> [B, Lq, d] over <paramref name="kv"/> [B, Lk, 2d] (each row
     /// k | v); <paramref name="mask"/> additive [B, Lq, Lk] or [B, 1, Lk]. Returns the context [B, Lq, d].</summary>
-    public static Tensor Cross(Tensor q, Tensor kv, Tensor mask, int heads, double dropout) =>
-        apply(q.contiguous(), kv.contiguous(), Mask3(mask, q.shape[0], q.shape[1]), new Spec(heads, dropout, false));
+    public static Tensor Cross(Tensor q, Tensor kv, Tensor mask, int heads, double dropout, bool skipHidden = true) =>
+        apply(q.contiguous(), kv.contiguous(), Mask3(mask, q.shape[0], q.shape[1]), new Spec(heads, dropout, false, skipHidden));
 
     /// <summary>Masks arrive as [B, 1, Lq|1, Lk] (broadcast over heads); the kernel reads [B, Lq|1, Lk] rows.</summary>
     private static Tensor Mask3(Tensor mask, long batch, long lq)
@@ -59,7 +62,7 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
         var seed = spec.Dropout > 0 ? Dropout.NextSeed() : 0UL;
         var output = empty(g.Batch, g.Lq, g.D, dtype: ScalarType.Float32);
         var probs = empty(g.Batch, g.Heads, g.Lq, g.Lk, dtype: ScalarType.Float32);
-        Kernels.Forward(g, q, kv, mask, output, probs, seed, spec.Dropout);
+        Kernels.Forward(g, q, kv, mask, output, probs, seed, spec.Dropout, spec.SkipHidden);
         ctx.save_for_backward([q, kv, mask, probs]);
         ctx.save_data("seed", seed);
         ctx.save_data("spec", spec);
@@ -77,12 +80,12 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
         if (spec.SelfAttention)
         {
             var dQkv = empty(g.Batch, g.Lq, 3 * g.D, dtype: ScalarType.Float32);
-            Kernels.Backward(g, q, kv, probs, dOut, dQkv, dQkv, seed, spec.Dropout);
+            Kernels.Backward(g, q, kv, probs, dOut, dQkv, dQkv, seed, spec.Dropout, spec.SkipHidden);
             return [dQkv, null!, null!, null!];
         }
         var dQ = empty(g.Batch, g.Lq, g.D, dtype: ScalarType.Float32);
         var dKv = empty(g.Batch, g.Lk, 2 * g.D, dtype: ScalarType.Float32);
-        Kernels.Backward(g, q, kv, probs, dOut, dQ, dKv, seed, spec.Dropout);
+        Kernels.Backward(g, q, kv, probs, dOut, dQ, dKv, seed, spec.Dropout, spec.SkipHidden);
         return [dQ, dKv, null!, null!];
     }
 
@@ -111,25 +114,25 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
     /// scratch rows are padded to whole vectors.</summary>
     internal static unsafe class Kernels
     {
-        public static void Forward(Geometry g, Tensor qT, Tensor kvT, Tensor maskT, Tensor outT, Tensor probsT, ulong seed, double p)
+        public static void Forward(Geometry g, Tensor qT, Tensor kvT, Tensor maskT, Tensor outT, Tensor probsT, ulong seed, double p, bool skipHidden)
         {
-            var args = new Args(g, Ptr(qT), Ptr(kvT), Ptr(maskT), Ptr(probsT), Ptr(outT), null, null, seed, p);
+            var args = new Args(g, Ptr(qT), Ptr(kvT), Ptr(maskT), Ptr(probsT), Ptr(outT), null, null, seed, p, skipHidden);
             ForEach(g.Batch, ForwardScratch(g), (b, scratch) => ForwardExample(args, b, (float*)scratch));
         }
 
         /// <summary>dQ into <paramref name="dQT"/> rows (stride QStride, self: the q columns of dQKV), dK/dV into
         /// <paramref name="dKvT"/> rows (stride KvStride, at KOffset/VOffset). Every element of both is written.</summary>
-        public static void Backward(Geometry g, Tensor qT, Tensor kvT, Tensor probsT, Tensor dOutT, Tensor dQT, Tensor dKvT, ulong seed, double p)
+        public static void Backward(Geometry g, Tensor qT, Tensor kvT, Tensor probsT, Tensor dOutT, Tensor dQT, Tensor dKvT, ulong seed, double p, bool skipHidden)
         {
-            var args = new Args(g, Ptr(qT), Ptr(kvT), null, Ptr(probsT), Ptr(dOutT), Ptr(dQT), Ptr(dKvT), seed, p);
+            var args = new Args(g, Ptr(qT), Ptr(kvT), null, Ptr(probsT), Ptr(dOutT), Ptr(dQT), Ptr(dKvT), seed, p, skipHidden);
             ForEach(g.Batch, BackwardScratch(g), (b, scratch) => BackwardExample(args, b, (float*)scratch));
         }
 
         /// <summary>Floats of scratch <see cref="ForwardExample"/> needs.</summary>
-        public static int ForwardScratch(Geometry g) => g.HeadDim * Width(g) + 2 * g.Lq * Width(g) + KeepFloats(g) + Width(g);
+        public static int ForwardScratch(Geometry g) => g.HeadDim * Width(g) + 2 * g.Lq * Width(g) + KeepFloats(g) + Width(g) + g.Lq;
 
         /// <summary>Floats of scratch <see cref="BackwardExample"/> needs.</summary>
-        public static int BackwardScratch(Geometry g) => g.HeadDim * Width(g) + 3 * g.Lq * Width(g) + KeepFloats(g) + Width(g);
+        public static int BackwardScratch(Geometry g) => g.HeadDim * Width(g) + 3 * g.Lq * Width(g) + KeepFloats(g) + Width(g) + g.Lq;
 
         /// <summary>Row width of the per-head [·, Lk] scratch matrices: whole 16-float vectors, so <see cref="Gemm"/>
         /// tiles cover the key columns (results in the pad columns are never read).</summary>
@@ -147,8 +150,10 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
         private static int KeepFloats(Geometry g) => g.Lq * g.Lk + 3;
 
         /// <summary>One call's pointers and constants. Out = the context (forward) or its gradient (backward).</summary>
-        internal sealed class Args(Geometry g, float* q, float* kv, float* mask, float* probs, float* output, float* dQ, float* dKv, ulong seed, double p)
+        internal sealed class Args(Geometry g, float* q, float* kv, float* mask, float* probs, float* output, float* dQ, float* dKv, ulong seed, double p,
+            bool skipHidden = true)
         {
+            public readonly bool SkipHidden = skipHidden;
             public readonly Geometry G = g;
             public readonly float* Q = q, Kv = kv, Mask = mask, Probs = probs, Out = output, DQ = dQ, DKv = dKv;
             public readonly ulong Seed = seed;
@@ -178,6 +183,20 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
         // Per (example, head), as small GEMMs (CpuKernels.Gemm) on matrices in L1: S = Q·Kᵀ, row softmax and
         // dropout, O = (P ⊙ keep)·V; backward dP = dO·Vᵀ, dS = softmax backward, dQ = dS·K, dV = (P ⊙ keep)ᵀ·dO,
         // dK = dSᵀ·Q (the transposes are strides, not copies).
+        //
+        // Keys after a query row's last visible key (RowEnds) are skipped: the causal mask hides half of every
+        // encoder's score block, and pad keys sit at the end of a left-aligned history. Skipping is exact: a hidden
+        // key's score is s/√dh − 1e6, its exp(score − row max) is exactly 0 whenever the row has a visible key and
+        // the scores are far from 1e6 (ScoresBounded, checked per head), so its probability, its dropout product
+        // and its gradient are all 0 in the full computation too, and the FMA chains of the GEMMs only lose
+        // trailing (or, for dK/dV, leading) zero terms. Rows of C go in blocks of 8 (GemmEightRows), each as wide
+        // or as deep as its longest row needs.
+
+        /// <summary>Query rows per block of the skipping GEMMs.</summary>
+        private const int RowBlock = 8;
+
+        /// <summary>Bound on |q·k|/√dh under which a score masked by −1e6 cannot survive the softmax (see above).</summary>
+        private const float ScoreBound = 1e5f;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public static void ForwardExample(Args a, int b, float* scratch)
@@ -189,20 +208,41 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
             var weights = s + lq * w;            // P ⊙ keep [Lq, w]
             var keepBuffer = weights + lq * w;   // dropout multipliers of this head [Lq, Lk]
             var keyRows = KeyRows(g, (int*)(keepBuffer + KeepFloats(g)));
+            var maskEnds = keyRows + w;          // per query row: keys [0, end) can be visible
+            MaskRowEnds(a, b, maskEnds);
             for (var h = 0; h < g.Heads; h++)
             {
                 var head = a.Head(b, h, keepBuffer);
                 float* keep = head.Keep, kBase = head.K, vBase = head.V, qBase = head.Q, pBase = head.Probs, oBase = head.Out;
+                var skip = a.SkipHidden && ScoresBounded(g, head, a.Scale);
                 GatherColumns(kBase, keyRows, w, dh, kt, w);
-                Gemm(qBase, g.QStride, 1, kt, w, s, w, lq, w, dh);
+                for (var i0 = 0; i0 < lq; i0 += RowBlock)
+                {
+                    var rows = Math.Min(RowBlock, lq - i0);
+                    if (rows == RowBlock)
+                        GemmEightRows(qBase + (long)i0 * g.QStride, g.QStride, 1, kt, w, s + i0 * w, w, skip ? RoundUp16(BlockEnd(maskEnds, i0, rows)) : w, dh);
+                    else
+                        Gemm(qBase + (long)i0 * g.QStride, g.QStride, 1, kt, w, s + i0 * w, w, rows, w, dh);
+                }
                 for (var i = 0; i < lq; i++)
                 {
                     var maskRow = a.Mask + ((long)b * g.MaskRows + (g.MaskRows == 1 ? 0 : i)) * lk;
-                    Softmax(s + i * w, lk, a.Scale, maskRow, pBase + i * lk);
+                    var n = skip ? maskEnds[i] : lk;
+                    Softmax(s + i * w, n, a.Scale, maskRow, pBase + i * lk);
+                    if (n < lk) new Span<float>(pBase + i * lk + n, lk - n).Clear();
                     if (a.Drop) Multiply(pBase + i * lk, keep + i * lk, weights + i * w, lk);
                 }
                 var pv = a.Drop ? weights : pBase;
-                Gemm(pv, a.Drop ? w : lk, 1, vBase, g.KvStride, oBase, g.D, lq, dh, lk);
+                var pvStride = a.Drop ? w : lk;
+                for (var i0 = 0; i0 < lq; i0 += RowBlock)
+                {
+                    var rows = Math.Min(RowBlock, lq - i0);
+                    var depth = skip ? BlockEnd(maskEnds, i0, rows) : lk;
+                    if (rows == RowBlock)
+                        GemmEightRows(pv + i0 * pvStride, pvStride, 1, vBase, g.KvStride, oBase + (long)i0 * g.D, g.D, dh, depth);
+                    else
+                        Gemm(pv + i0 * pvStride, pvStride, 1, vBase, g.KvStride, oBase + (long)i0 * g.D, g.D, rows, dh, depth);
+                }
             }
         }
 
@@ -217,12 +257,29 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
             var dS = weights + lq * w;           // softmax-input gradient [Lq, w]
             var keepBuffer = dS + lq * w;        // dropout multipliers of this head [Lq, Lk]
             var keyRows = KeyRows(g, (int*)(keepBuffer + KeepFloats(g)));
+            var ends = keyRows + w;              // per query row: probabilities beyond are 0
             for (var h = 0; h < g.Heads; h++)
             {
                 var head = a.Head(b, h, keepBuffer);
                 float* keep = head.Keep, kBase = head.K, vBase = head.V, qBase = head.Q, pBase = head.Probs, doBase = head.Out;
+                if (a.SkipHidden) ProbabilityRowEnds(pBase, lq, lk, ends);
+                else new Span<int>(ends, lq).Fill(lk);
                 GatherColumns(vBase, keyRows, w, dh, vt, w);
-                Gemm(doBase, g.D, 1, vt, w, dP, w, lq, w, dh);
+                for (var i0 = 0; i0 < lq; i0 += RowBlock)
+                {
+                    var rows = Math.Min(RowBlock, lq - i0);
+                    if (rows < RowBlock)
+                    {
+                        Gemm(doBase + (long)i0 * g.D, g.D, 1, vt, w, dP + i0 * w, w, rows, w, dh);
+                        continue;
+                    }
+                    // Columns past the block's width are not computed; their probabilities are 0, and zeros keep the
+                    // full-row passes below finite.
+                    var cols = RoundUp16(BlockEnd(ends, i0, rows));
+                    GemmEightRows(doBase + (long)i0 * g.D, g.D, 1, vt, w, dP + i0 * w, w, cols, dh);
+                    if (cols < lk)
+                        for (var i = i0; i < i0 + rows; i++) new Span<float>(dP + i * w + cols, lk - cols).Clear();
+                }
                 for (var i = 0; i < lq; i++)
                 {
                     var pRow = pBase + i * lk;
@@ -237,11 +294,140 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
                 var pv = a.Drop ? weights : pBase;
                 var pvStride = a.Drop ? w : lk;
                 var dKv = a.DKv + (long)b * lk * g.KvStride + h * dh;
-                Gemm(dS, w, 1, kBase, g.KvStride, a.DQ + (long)b * lq * g.QStride + h * dh, g.QStride, lq, dh, lk);
-                Gemm(pv, 1, pvStride, doBase, g.D, dKv + g.VOffset, g.KvStride, lk, dh, lq);
-                Gemm(dS, 1, w, qBase, g.QStride, dKv + g.KOffset, g.KvStride, lk, dh, lq);
+                var dQ = a.DQ + (long)b * lq * g.QStride + h * dh;
+                for (var i0 = 0; i0 < lq; i0 += RowBlock)
+                {
+                    var rows = Math.Min(RowBlock, lq - i0);
+                    var depth = BlockEnd(ends, i0, rows);
+                    if (rows == RowBlock) GemmEightRows(dS + i0 * w, w, 1, kBase, g.KvStride, dQ + (long)i0 * g.QStride, g.QStride, dh, depth);
+                    else Gemm(dS + i0 * w, w, 1, kBase, g.KvStride, dQ + (long)i0 * g.QStride, g.QStride, rows, dh, depth);
+                }
+                // dV and dK: key rows j read the queries that can see them, i ≥ first (leading zero terms skipped; an
+                // even start keeps the pairing of terms of the row-at-a-time path, which column remainders also take).
+                for (var j0 = 0; j0 < lk; j0 += RowBlock)
+                {
+                    var keys = Math.Min(RowBlock, lk - j0);
+                    var first = FirstQuery(ends, lq, j0) & ~1;
+                    var depth = lq - first;
+                    float* pvA = pv + first * pvStride + j0, dSA = dS + first * w + j0;
+                    float* doB = doBase + (long)first * g.D, qB = qBase + (long)first * g.QStride;
+                    float* dV = dKv + (long)j0 * g.KvStride + g.VOffset, dK = dKv + (long)j0 * g.KvStride + g.KOffset;
+                    if (keys == RowBlock)
+                    {
+                        GemmEightRows(pvA, 1, pvStride, doB, g.D, dV, g.KvStride, dh, depth);
+                        GemmEightRows(dSA, 1, w, qB, g.QStride, dK, g.KvStride, dh, depth);
+                    }
+                    else
+                    {
+                        Gemm(pvA, 1, pvStride, doB, g.D, dV, g.KvStride, keys, dh, depth);
+                        Gemm(dSA, 1, w, qB, g.QStride, dK, g.KvStride, keys, dh, depth);
+                    }
+                }
             }
         }
+
+        /// <summary>Per query row of example b: 1 + its last key whose mask is above <see cref="Masks.Hidden"/>, or
+        /// all keys when the row has no clearly visible key (mask ≥ −1e5): such a row keeps the reference's
+        /// near-uniform weights over all keys.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static void MaskRowEnds(Args a, int b, int* ends)
+        {
+            var g = a.G;
+            var rows = g.MaskRows == 1 ? 1 : g.Lq;
+            for (var i = 0; i < rows; i++)
+            {
+                var m = a.Mask + ((long)b * g.MaskRows + i) * g.Lk;
+                var (end, visible) = (0, false);
+                if (Avx512F.IsSupported)
+                    for (var j = 0; j < g.Lk; j += 16)
+                    {
+                        var v = j + 16 <= g.Lk ? Vector512.Load(m + j) : Avx512F.MaskLoad(m + j, Tail(g.Lk - j), Vector512.Create(float.NegativeInfinity));
+                        var above = Vector512.GreaterThan(v, Vector512.Create(Masks.Hidden)).ExtractMostSignificantBits();
+                        if (above != 0) end = j + 64 - BitOperations.LeadingZeroCount(above);
+                        visible |= Vector512.GreaterThanOrEqualAny(v, Vector512.Create(-1e5f));
+                    }
+                else
+                    for (var j = 0; j < g.Lk; j++)
+                    {
+                        if (m[j] > Masks.Hidden) end = j + 1;
+                        if (m[j] >= -1e5f) visible = true;
+                    }
+                ends[i] = visible ? end : g.Lk;
+            }
+            for (var i = rows; i < g.Lq; i++) ends[i] = ends[0];
+        }
+
+        /// <summary>Per query row: 1 + its last nonzero probability (the forward wrote exact zeros past its row end).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static void ProbabilityRowEnds(float* probs, int lq, int lk, int* ends)
+        {
+            for (var i = 0; i < lq; i++)
+            {
+                var row = probs + i * lk;
+                var j = lk;
+                if (Avx512F.IsSupported)
+                {
+                    var end = 0;
+                    for (var c = (lk - 1) & ~15; c >= 0; c -= 16)
+                    {
+                        var v = c + 16 <= lk ? Vector512.Load(row + c) : Avx512F.MaskLoad(row + c, Tail(lk - c), Vector512<float>.Zero);
+                        var nonzero = (~Vector512.Equals(v, Vector512<float>.Zero)).ExtractMostSignificantBits();
+                        if (nonzero == 0) continue;
+                        end = c + 64 - BitOperations.LeadingZeroCount(nonzero);
+                        break;
+                    }
+                    j = end;
+                }
+                else
+                    while (j > 0 && row[j - 1] == 0f) j--;
+                ends[i] = j;
+            }
+        }
+
+        /// <summary>True when every |q·k|·scale of this head is below <see cref="ScoreBound"/>, from
+        /// |q·k| ≤ dh·max|q|·max|k| (false for non-finite inputs), so skipping hidden keys is exact.</summary>
+        private static bool ScoresBounded(Geometry g, HeadRows head, float scale) =>
+            g.HeadDim * AbsMax(head.Q, g.QStride, g.Lq, g.HeadDim) * AbsMax(head.K, g.KvStride, g.Lk, g.HeadDim) * scale < ScoreBound;
+
+        /// <summary>max |x| over n rows of <paramref name="cols"/> floats; NaN when any is NaN.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static float AbsMax(float* x, int stride, int n, int cols)
+        {
+            var (max, nan) = (Vector512<float>.Zero, Vector512<float>.Zero);
+            var scalar = 0f;
+            for (var r = 0; r < n; r++)
+            {
+                var row = x + (long)r * stride;
+                var j = 0;
+                if (Vector512.IsHardwareAccelerated)
+                    for (; j + 16 <= cols; j += 16)
+                    {
+                        var v = Vector512.Load(row + j);
+                        max = Vector512.Max(max, Vector512.Abs(v));
+                        nan |= ~Vector512.Equals(v, v);
+                    }
+                for (; j < cols; j++) scalar = float.IsNaN(row[j]) ? float.NaN : MathF.Max(scalar, MathF.Abs(row[j]));
+            }
+            if (nan != Vector512<float>.Zero || float.IsNaN(scalar)) return float.NaN;
+            return MathF.Max(scalar, HorizontalMax(max));
+        }
+
+        private static int BlockEnd(int* ends, int i0, int rows)
+        {
+            var end = 0;
+            for (var i = i0; i < i0 + rows; i++) end = Math.Max(end, ends[i]);
+            return end;
+        }
+
+        /// <summary>The first query row that reads key j0 or later (lq when none does).</summary>
+        private static int FirstQuery(int* ends, int lq, int j0)
+        {
+            for (var i = 0; i < lq; i++)
+                if (ends[i] > j0) return i;
+            return lq;
+        }
+
+        private static int RoundUp16(int n) => (n + 15) & ~15;
 
         /// <summary>Scores → probabilities in the reference's order: ×scale (rounded), + mask, − max, exp, / sum.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -137,6 +137,57 @@ public class FusedAttentionTests
         Assert.True(fused.allclose(reference, 1e-5, 1e-6));
     }
 
+    /// <summary>Skipping the keys after each row's last visible key is exact: outputs and gradients equal those of
+    /// computing every key, bit for bit (causal rows, trailing pads, an all-pad example, cross-attention pads).</summary>
+    [Theory]
+    [InlineData(50, 32, 0.3)] // the training shape: 8-row blocks of every width up to the padded 64 keys
+    [InlineData(50, 32, 0.0)]
+    [InlineData(37, 40, 0.3)] // head width with a column remainder (the row-at-a-time path) and a 5-row last block
+    [InlineData(7, 4, 0.3)]
+    public void Skipping_hidden_keys_changes_no_bit(int length, int headDim, double p)
+    {
+        const int heads = 2;
+        var d = heads * headDim;
+        manual_seed(21);
+        using var lengths = tensor(new long[] { length, length - 3, 1, 0 });
+        using var ids = arange(1, length + 1).unsqueeze(0).mul(arange(length).unsqueeze(0).lt(lengths.unsqueeze(1)).to(ScalarType.Int64));
+        using var causal = Masks.Causal(ids);
+        using var pads = Masks.Bidirectional(ids);
+        var qkv = randn(4, length, 3 * d).requires_grad_(true);
+        var q = randn(4, 5, d).requires_grad_(true);
+        var kv = randn(4, length, 2 * d).requires_grad_(true);
+        using var upSelf = randn(4, length, d);
+        using var upCross = randn(4, 5, d);
+        foreach (var (name, run, up, inputs) in new (string, Func<bool, Tensor>, Tensor, Tensor[])[]
+                 {
+                     ("self", skip => FusedAttention.Self(qkv, causal, heads, p, skip), upSelf, [qkv]),
+                     ("cross", skip => FusedAttention.Cross(q, kv, pads, heads, p, skip), upCross, [q, kv]),
+                 })
+        {
+            var (skipped, skippedGrads) = Run(3, () => run(true), up, inputs);
+            var (full, fullGrads) = Run(3, () => run(false), up, inputs);
+            Assert.True(skipped.eq(full).all().item<bool>(), $"{name} forward differs by {skipped.sub(full).abs().max().item<float>()}");
+            for (var i = 0; i < inputs.Length; i++)
+                Assert.True(skippedGrads[i].eq(fullGrads[i]).all().item<bool>(), $"{name} gradient {i} differs by {skippedGrads[i].sub(fullGrads[i]).abs().max().item<float>()}");
+        }
+    }
+
+    /// <summary>A hidden key whose score is so large that it outweighs the −1e6 of its mask keeps its weight, as in
+    /// the reference: the per-head score bound turns skipping off.</summary>
+    [Fact]
+    public void A_hidden_key_that_outscores_its_mask_is_not_skipped()
+    {
+        using var mask = PadMask(new long[,] { { 1, 0 } }); // key 1 is hidden and trails the only visible key
+        using var q = tensor(new float[] { 2000, 0, 0, 0, 2000, 0, 0, 0 }).view(1, 1, 8);
+        // k | v per key: key 0 k = 0, v = 1; key 1 k = (2000, 0, 0, 0) per head (score/√dh = 2e6), v = 5.
+        using var kv = tensor(new float[] { 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2000, 0, 0, 0, 2000, 0, 0, 0, 5, 5, 5, 5, 5, 5, 5, 5 }).view(1, 2, 16);
+        using var fused = FusedAttention.Cross(q, kv, mask, 2, 0);
+        var parts = kv.split(8, -1);
+        using var reference = Reference(q, parts[0], parts[1], mask, 2, 0);
+        Assert.Equal(5f, reference[0, 0, 0].item<float>());
+        Assert.True(fused.allclose(reference), $"fused {fused[0, 0, 0].item<float>()} vs reference {reference[0, 0, 0].item<float>()}");
+    }
+
     [Fact]
     public void Rejects_a_mask_that_does_not_fit()
     {
