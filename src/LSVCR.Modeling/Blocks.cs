@@ -175,14 +175,22 @@ internal sealed class AdditiveAttention : nn.Module<Tensor, Tensor, Tensor>
             nn.LayerNorm(2 * c.Hidden, c.LayerNormEps),
             nn.GELU(),
             nn.Linear(2 * c.Hidden, 1));
+        _dropout = c.HiddenDropout;
+        _eps = c.LayerNormEps;
         RegisterComponents();
     }
+
+    private readonly double _dropout;
+    private readonly double _eps;
 
     /// <param name="h">[B, L, d]</param>
     /// <param name="mask">[B, L] additive</param>
     /// <returns>[B, d]</returns>
     public override Tensor forward(Tensor h, Tensor mask)
     {
+        // One fused node in training (FusedAdditiveAttention); the modules in evaluation and where it does not apply.
+        if (training && FusedAdditiveAttention.TryApply(h, mask, (Linear)attn[0], (LayerNorm)attn[2], (Linear)attn[4], _dropout, _eps) is { } fused)
+            return fused;
         using var scope = NewDisposeScope();
         var w = attn.forward(h).squeeze(-1).add(mask).softmax(-1);
         return bmm(w.unsqueeze(1), h).squeeze(1).MoveToOuterDisposeScope();
