@@ -10,17 +10,20 @@ namespace LSVCR.Modeling;
 /// The whole feed-forward sublayer of MODEL.md §2.1, LayerNorm(Dropout(linear_2(GELU(linear_1(x)))) + x), for
 /// training as one autograd node that works through the rows in blocks of <see cref="BlockRows"/>: both GEMMs of a
 /// block (<see cref="CpuKernels.Gemm"/>), GELU, bias, dropout, residual and LayerNorm run while the block's
-/// [rows, inner] activation sits in L2, and the backward recomputes that activation per block instead of keeping it.
+/// [rows, inner] activation sits in L2. The forward also writes the activation G and the GELU slope of every row, so
+/// the backward reads them instead of recomputing linear_1 and the GELU.
 /// <para>Why: as separate nodes the [B·L, inner] pre-activation and activation (26 MB each at batch 512) were written
 /// and re-read by every pass and every MKL call (each of which also packs its operands again), forward and backward;
-/// the sublayer ran at a quarter of the FMA peak. Recomputing linear_1 in the backward costs one more GEMM per
-/// block, less than storing and re-reading the activation, and keeps 26 MB per layer out of the autograd graph.
-/// No package offers a fused transformer FFN for TorchSharp, hence this kernel.</para>
+/// the sublayer ran at a quarter of the FMA peak. Keeping G and the slope (2 × 13 MB per 256-example slice) costs
+/// one streaming write and read of each; recomputing them cost a GEMM and an erf pass per block, more (measured,
+/// interleaved on one thread: forward+backward median 37.8 → 35.5 ms at 12,800 rows; full bench step −15 ms median
+/// paired difference). No package offers a fused transformer FFN for TorchSharp, hence this kernel.</para>
 /// <para>Same arithmetic as the written-out modules: erf GELU (<see cref="Gelu"/>), dropout keep mask from
 /// <see cref="Dropout.WriteKeep"/> with one seed drawn where <c>Dropout.Apply</c> would draw it, LayerNorm with the
 /// biased variance. Parameter gradients are summed per fixed chunk of <see cref="ChunkRows"/> rows and then over the
 /// chunks in order, so they do not depend on the thread count.</para>
-/// Saved for backward: x, x̂ = (z − mean)·rstd, rstd, the weights and the dropout seed.
+/// Saved for backward: x, x̂ = (z − mean)·rstd, rstd, G = GELU(x·W1ᵀ + b1), GELU'(x·W1ᵀ + b1), the weights and the
+/// dropout seed.
 /// </summary>
 internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeedForward>
 {
@@ -61,8 +64,10 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
         var y = empty_like(x);
         var xhat = empty_like(x);
         var rstd = empty(x.shape[0], dtype: ScalarType.Float32);
-        Kernels.Forward(x, w, gamma.detach().contiguous(), beta.detach().contiguous(), y, xhat, rstd, spec);
-        ctx.save_for_backward([x, xhat, rstd, w.W1, w.W1TPacked, w.B1, w.W2Packed, w.W2T, w.B2, gamma]);
+        var g = empty(x.shape[0], w.Inner, dtype: ScalarType.Float32);
+        var slope = empty(x.shape[0], w.Inner, dtype: ScalarType.Float32);
+        Kernels.Forward(x, w, gamma.detach().contiguous(), beta.detach().contiguous(), y, xhat, rstd, g, slope, spec);
+        ctx.save_for_backward([x, xhat, rstd, w.W1, w.W1TPacked, w.B1, w.W2Packed, w.W2T, w.B2, gamma, g, slope]);
         ctx.save_data("spec", spec);
         return y;
     }
@@ -74,7 +79,7 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
         var spec = (Spec)ctx.get_data("spec");
         var dy = gradOutput.to(ScalarType.Float32).contiguous();
         var dx = empty_like(s[0]);
-        var g = Kernels.Backward(dy, s[0], s[1], s[2], w, s[9].detach().contiguous(), dx, spec);
+        var g = Kernels.Backward(dy, s[0], s[1], s[2], s[10], s[11], w, s[9].detach().contiguous(), dx, spec);
         return [dx, g.W1, g.B1, g.W2, g.B2, g.Gamma, g.Beta, null!];
     }
 
@@ -101,22 +106,27 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
 
     private static unsafe class Kernels
     {
-        public static void Forward(Tensor xT, Weights wt, Tensor gammaT, Tensor betaT, Tensor yT, Tensor xhatT, Tensor rstdT, Spec spec)
+        /// <summary>y, x̂ and rstd of the sublayer, and for the backward the activation G = GELU(x·W1ᵀ + b1) and
+        /// GELU'(x·W1ᵀ + b1) of every row ([rows, inner] each).</summary>
+        public static void Forward(Tensor xT, Weights wt, Tensor gammaT, Tensor betaT, Tensor yT, Tensor xhatT, Tensor rstdT,
+            Tensor gT, Tensor slopeT, Spec spec)
         {
             var (rows, d, inner) = ((int)xT.shape[0], (int)xT.shape[1], wt.Inner);
             var (x, w1t, b1, w2t, b2) = ((nint)Ptr(xT), (nint)Ptr(wt.W1TPacked), (nint)Ptr(wt.B1), (nint)Ptr(wt.W2T), (nint)Ptr(wt.B2));
             var (gamma, beta, y, xhat, rstd) = ((nint)Ptr(gammaT), (nint)Ptr(betaT), (nint)Ptr(yT), (nint)Ptr(xhatT), (nint)Ptr(rstdT));
-            ForEach((rows + ChunkRows - 1) / ChunkRows, BlockRows * (2 * inner + d), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (c, scratch) =>
+            var (gAll, slopeAll) = ((nint)Ptr(gT), (nint)Ptr(slopeT));
+            ForEach((rows + ChunkRows - 1) / ChunkRows, BlockRows * (inner + d), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (c, scratch) =>
             {
                 var h = (float*)scratch;                    // [block, inner] x·W1ᵀ
-                var g = h + (long)BlockRows * inner;         // [block, inner] GELU
-                var z = g + (long)BlockRows * inner;         // [block, d]
+                var z = h + (long)BlockRows * inner;         // [block, d]
                 for (var r0 = c * ChunkRows; r0 < Math.Min(rows, (c + 1) * ChunkRows); r0 += BlockRows)
                 {
                     var n = Math.Min(BlockRows, rows - r0);
                     var xb = (float*)x + (long)r0 * d;
+                    var g = (float*)gAll + (long)r0 * inner;
+                    var slope = (float*)slopeAll + (long)r0 * inner;
                     GemmPacked(xb, d, 1, (float*)w1t, d, h, inner, n, inner, d);
-                    for (var i = 0; i < n; i++) Gelu.ForwardRow(h + (long)i * inner, (float*)b1, g + (long)i * inner, inner);
+                    for (var i = 0; i < n; i++) Gelu.ValueAndSlopeRow(h + (long)i * inner, (float*)b1, g + (long)i * inner, slope + (long)i * inner, inner);
                     FillRows(z, (float*)b2, n, d);
                     Gemm(g, inner, 1, (float*)w2t, d, z, d, n, d, inner, accumulate: true);
                     LayerNormRows.ResidualForward(z, r0, n, d, (float*)x, spec.Seed, spec.P, spec.Eps, (float*)gamma, (float*)beta,
@@ -126,20 +136,20 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
         }
 
         /// <summary>Per block: LayerNorm backward into dx (the residual path), dropout, then dW2 += dYᵀ·G,
-        /// dG = dY·W2, dH = dG·GELU'(H), dW1 += dHᵀ·x and dx += dH·W1, with H = x·W1ᵀ + b1 recomputed and G and
-        /// GELU'(H) taken in one pass.</summary>
-        public static Gradients Backward(Tensor dOutT, Tensor xT, Tensor xhatT, Tensor rstdT, Weights wt, Tensor gammaT, Tensor dxT, Spec spec)
+        /// dG = dY·W2, dH = dG·GELU'(H), dW1 += dHᵀ·x and dx += dH·W1, with G and GELU'(H) as the forward left them.</summary>
+        public static Gradients Backward(Tensor dOutT, Tensor xT, Tensor xhatT, Tensor rstdT, Tensor gT, Tensor slopeT, Weights wt,
+            Tensor gammaT, Tensor dxT, Spec spec)
         {
             var (rows, d, inner) = ((int)xT.shape[0], (int)xT.shape[1], wt.Inner);
             var (dOut, x, xhat, rstd, gamma, dx) = ((nint)Ptr(dOutT), (nint)Ptr(xT), (nint)Ptr(xhatT), (nint)Ptr(rstdT), (nint)Ptr(gammaT), (nint)Ptr(dxT));
-            var (w1, w1t, b1, w2) = ((nint)Ptr(wt.W1), (nint)Ptr(wt.W1TPacked), (nint)Ptr(wt.B1), (nint)Ptr(wt.W2Packed));
+            var (w1, w2, gAll, slopeAll) = ((nint)Ptr(wt.W1), (nint)Ptr(wt.W2Packed), (nint)Ptr(gT), (nint)Ptr(slopeT));
             var chunks = (rows + ChunkRows - 1) / ChunkRows;
             // One partial row per chunk: dW1 [inner, d] | dW2 [d, inner] | db1 [inner] | db2 | dγ | dβ [d].
             var width = 2 * inner * d + inner + 3 * d;
             using var partialT = zeros(chunks, width, dtype: ScalarType.Float32);
             var partial = (nint)Ptr(partialT);
             var packedG = PackedSize(BlockRows, inner);
-            ForEach(chunks, BlockRows * (2 * inner + d) + packedG, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (c, scratch) =>
+            ForEach(chunks, BlockRows * (inner + d) + packedG, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (c, scratch) =>
             {
                 var dW1 = (float*)partial + (long)c * width;
                 var dW2 = dW1 + (long)inner * d;
@@ -147,26 +157,20 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
                 var dB2 = dB1 + inner;
                 var dGamma = dB2 + d;
                 var dBeta = dGamma + d;
-                var h = (float*)scratch;                    // [block, inner] x·W1ᵀ, then dG, then dH
-                var slope = h + (long)BlockRows * inner;     // [block, inner] GELU'(H + b1)
-                var dz = slope + (long)BlockRows * inner;    // [block, d] gradient of linear_2's output
-                var g = dz + (long)BlockRows * d;            // GELU(H + b1), packed: B of the dW2 product
+                var h = (float*)scratch;                    // [block, inner] dG, then dH
+                var dz = h + (long)BlockRows * inner;        // [block, d] gradient of linear_2's output
+                var g = dz + (long)BlockRows * d;            // the block's G, packed: B of the dW2 product
                 for (var r0 = c * ChunkRows; r0 < Math.Min(rows, (c + 1) * ChunkRows); r0 += BlockRows)
                 {
                     var n = Math.Min(BlockRows, rows - r0);
                     var xb = (float*)x + (long)r0 * d;
                     var dxb = (float*)dx + (long)r0 * d;
+                    var slope = (float*)slopeAll + (long)r0 * inner;
                     LayerNormRows.ResidualBackward((float*)dOut, r0, n, d, (float*)xhat, (float*)rstd, (float*)gamma, spec.Seed, spec.P,
                         (float*)dx, dz, dGamma, dBeta, dB2);
 
-                    GemmPacked(xb, d, 1, (float*)w1t, d, h, inner, n, inner, d);
-                    for (var i = 0; i < n; i++)
-                        for (var j = 0; j < inner; j += PanelWidth)
-                        {
-                            var at = (long)i * inner + j;
-                            Gelu.ValueAndSlopeRow(h + at, (float*)b1 + j, g + (long)j * BlockRows + (long)i * PanelWidth, slope + at, Math.Min(PanelWidth, inner - j));
-                        }
-                    GemmPacked(dz, 1, d, g, BlockRows, dW2, inner, d, inner, n, accumulate: true);
+                    Pack((float*)gAll + (long)r0 * inner, inner, n, inner, g);
+                    GemmPacked(dz, 1, d, g, n, dW2, inner, d, inner, n, accumulate: true);
                     GemmPacked(dz, d, 1, (float*)w2, d, h, inner, n, inner, d);
                     for (var i = 0; i < n; i++) Gelu.SlopeBackwardRow(h + (long)i * inner, slope + (long)i * inner, h + (long)i * inner, dB1, inner);
                     Gemm(h, 1, inner, xb, d, dW1, d, inner, d, n, accumulate: true);
