@@ -33,6 +33,25 @@ public class SoftmaxCrossEntropyTests
     }
 
     [Fact]
+    public void Loss_and_gradients_do_not_depend_on_the_thread_count()
+    {
+        manual_seed(6);
+        using var u = randn(300, 64).mul(3).requires_grad_(true);
+        using var v = randn(2411, 64).requires_grad_(true); // 11 candidate blocks, the last one partial
+        using var targets = randint(0, 2411, [300]);
+        Gradients.AssertThreadCountIndependent(() => SoftmaxCrossEntropy.Loss(u, v, targets), [u, v]);
+        var before = get_num_threads();
+        try
+        {
+            set_num_threads(1);
+            var one = SoftmaxCrossEntropy.Loss(u, v, targets).item<float>();
+            set_num_threads(2);
+            Assert.Equal(one, SoftmaxCrossEntropy.Loss(u, v, targets).item<float>());
+        }
+        finally { set_num_threads(before); }
+    }
+
+    [Fact]
     public void Targets_outside_the_candidates_and_mismatched_shapes_are_rejected()
     {
         using var u = randn(4, 8);
