@@ -422,6 +422,26 @@ internal static unsafe class CpuKernels
             for (var m = 0; m < 8; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, cols - n, c + (long)m * cs + n, false);
     }
 
+    /// <summary>dst[t] = max(dst[t], src[t]): running column maxima (the id–text band, the full-softmax blocks).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void MaxInto(float* dst, float* src, int n)
+    {
+        var t = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; t + 16 <= n; t += 16) Vector512.Max(Vector512.Load(dst + t), Vector512.Load(src + t)).Store(dst + t);
+        for (; t < n; t++) dst[t] = MathF.Max(dst[t], src[t]);
+    }
+
+    /// <summary>dst[t] += exp(src[t] − shift[t]).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void AddExp(float* dst, float* src, float* shift, int n)
+    {
+        var t = 0;
+        if (Avx512F.IsSupported)
+            for (; t + 16 <= n; t += 16) (Vector512.Load(dst + t) + Exp(Vector512.Load(src + t) - Vector512.Load(shift + t))).Store(dst + t);
+        for (; t < n; t++) dst[t] += MathF.Exp(src[t] - shift[t]);
+    }
+
     /// <summary>rows × cols of C (row stride cols) = the bias row repeated: GEMMs then accumulate onto it.</summary>
     public static void FillRows(float* c, float* bias, int rows, int cols)
     {

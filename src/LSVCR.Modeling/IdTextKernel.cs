@@ -318,26 +318,6 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
         });
     }
 
-    /// <summary>dst[t] = max(dst[t], src[t]).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void MaxInto(float* dst, float* src, int n)
-    {
-        var t = 0;
-        if (Vector512.IsHardwareAccelerated)
-            for (; t + 16 <= n; t += 16) Vector512.Max(Vector512.Load(dst + t), Vector512.Load(src + t)).Store(dst + t);
-        for (; t < n; t++) dst[t] = MathF.Max(dst[t], src[t]);
-    }
-
-    /// <summary>dst[t] += exp(src[t] − shift[t]).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void AddExp(float* dst, float* src, float* shift, int n)
-    {
-        var t = 0;
-        if (Avx512F.IsSupported)
-            for (; t + 16 <= n; t += 16) (Vector512.Load(dst + t) + Exp(Vector512.Load(src + t) - Vector512.Load(shift + t))).Store(dst + t);
-        for (; t < n; t++) dst[t] += MathF.Exp(src[t] - shift[t]);
-    }
-
     /// <summary>dst[t] = w[t] · exp(src[t] − lse[t]).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void WeightedExp(float* src, float* lse, float* w, int n, float* dst)
