@@ -406,12 +406,18 @@ internal static unsafe class CpuKernels
             for (var m = 0; m < rows; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, cols - n, c + (long)m * cs + n, accumulate);
     }
 
-    /// <summary><see cref="Gemm"/> of exactly 8 rows of C, all in 8-row tiles (32 and 16 columns): Gemm's 64-column
-    /// tiles take 6 rows and would leave 2 to the row-at-a-time path. Used where a caller cuts C into 8-row blocks of
-    /// different widths (the causal attention rows); each element is the same FMA chain as in Gemm's tiles.</summary>
+    /// <summary><see cref="Gemm"/> for one block of at most 8 rows of C: a whole block of 8 runs entirely in 8-row tiles
+    /// (32 and 16 columns) — Gemm's 64-column tiles take 6 rows and would leave 2 to the row-at-a-time path — and a
+    /// shorter one goes to Gemm. For callers that cut C into 8-row blocks of different widths or depths (the attention
+    /// rows, the id–text row groups); each element is the same FMA chain as in Gemm's tiles.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void GemmEightRows(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int cols, int depth)
+    public static void GemmRowBlock(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int rows, int cols, int depth)
     {
+        if (rows != RowBlock)
+        {
+            Gemm(a, ams, aks, b, bs, c, cs, rows, cols, depth);
+            return;
+        }
         var n = 0;
         if (Vector512.IsHardwareAccelerated)
         {
@@ -419,8 +425,11 @@ internal static unsafe class CpuKernels
             for (; n + 16 <= cols; n += 16) Tile8x16(a, ams, aks, b + n, bs, c + n, cs, depth, false);
         }
         if (n < cols)
-            for (var m = 0; m < 8; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, cols - n, c + (long)m * cs + n, false);
+            for (var m = 0; m < RowBlock; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, cols - n, c + (long)m * cs + n, false);
     }
+
+    /// <summary>Rows of C per <see cref="GemmRowBlock"/> block.</summary>
+    public const int RowBlock = 8;
 
     /// <summary>dst[t] = max(dst[t], src[t]): running column maxima (the id–text band, the full-softmax blocks).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

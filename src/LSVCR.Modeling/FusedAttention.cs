@@ -189,11 +189,8 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
         // key's score is s/√dh − 1e6, its exp(score − row max) is exactly 0 whenever the row has a visible key and
         // the scores are far from 1e6 (ScoresBounded, checked per head), so its probability, its dropout product
         // and its gradient are all 0 in the full computation too, and the FMA chains of the GEMMs only lose
-        // trailing (or, for dK/dV, leading) zero terms. Rows of C go in blocks of 8 (GemmEightRows), each as wide
+        // trailing (or, for dK/dV, leading) zero terms. Rows of C go in blocks of 8 (GemmRowBlock), each as wide
         // or as deep as its longest row needs.
-
-        /// <summary>Query rows per block of the skipping GEMMs.</summary>
-        private const int RowBlock = 8;
 
         /// <summary>Bound on |q·k|/√dh under which a score masked by −1e6 cannot survive the softmax (see above).</summary>
         private const float ScoreBound = 1e5f;
@@ -219,10 +216,9 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
                 for (var i0 = 0; i0 < lq; i0 += RowBlock)
                 {
                     var rows = Math.Min(RowBlock, lq - i0);
-                    if (rows == RowBlock)
-                        GemmEightRows(qBase + (long)i0 * g.QStride, g.QStride, 1, kt, w, s + i0 * w, w, skip ? RoundUp16(BlockEnd(maskEnds, i0, rows)) : w, dh);
-                    else
-                        Gemm(qBase + (long)i0 * g.QStride, g.QStride, 1, kt, w, s + i0 * w, w, rows, w, dh);
+                    // A short last block goes to Gemm's row-at-a-time path, whose sums depend on the width: always w.
+                    var cols = skip && rows == RowBlock ? RoundUp16(BlockEnd(maskEnds, i0, rows)) : w;
+                    GemmRowBlock(qBase + (long)i0 * g.QStride, g.QStride, 1, kt, w, s + i0 * w, w, rows, cols, dh);
                 }
                 for (var i = 0; i < lq; i++)
                 {
@@ -238,10 +234,7 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
                 {
                     var rows = Math.Min(RowBlock, lq - i0);
                     var depth = skip ? BlockEnd(maskEnds, i0, rows) : lk;
-                    if (rows == RowBlock)
-                        GemmEightRows(pv + i0 * pvStride, pvStride, 1, vBase, g.KvStride, oBase + (long)i0 * g.D, g.D, dh, depth);
-                    else
-                        Gemm(pv + i0 * pvStride, pvStride, 1, vBase, g.KvStride, oBase + (long)i0 * g.D, g.D, rows, dh, depth);
+                    GemmRowBlock(pv + i0 * pvStride, pvStride, 1, vBase, g.KvStride, oBase + (long)i0 * g.D, g.D, rows, dh, depth);
                 }
             }
         }
@@ -268,15 +261,10 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
                 for (var i0 = 0; i0 < lq; i0 += RowBlock)
                 {
                     var rows = Math.Min(RowBlock, lq - i0);
-                    if (rows < RowBlock)
-                    {
-                        Gemm(doBase + (long)i0 * g.D, g.D, 1, vt, w, dP + i0 * w, w, rows, w, dh);
-                        continue;
-                    }
                     // Columns past the block's width are not computed; their probabilities are 0, and zeros keep the
-                    // full-row passes below finite.
-                    var cols = RoundUp16(BlockEnd(ends, i0, rows));
-                    GemmEightRows(doBase + (long)i0 * g.D, g.D, 1, vt, w, dP + i0 * w, w, cols, dh);
+                    // full-row passes below finite (a short last block: always w, as in the forward).
+                    var cols = rows == RowBlock ? RoundUp16(BlockEnd(ends, i0, rows)) : w;
+                    GemmRowBlock(doBase + (long)i0 * g.D, g.D, 1, vt, w, dP + i0 * w, w, rows, cols, dh);
                     if (cols < lk)
                         for (var i = i0; i < i0 + rows; i++) new Span<float>(dP + i * w + cols, lk - cols).Clear();
                 }
@@ -298,9 +286,7 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
                 for (var i0 = 0; i0 < lq; i0 += RowBlock)
                 {
                     var rows = Math.Min(RowBlock, lq - i0);
-                    var depth = BlockEnd(ends, i0, rows);
-                    if (rows == RowBlock) GemmEightRows(dS + i0 * w, w, 1, kBase, g.KvStride, dQ + (long)i0 * g.QStride, g.QStride, dh, depth);
-                    else Gemm(dS + i0 * w, w, 1, kBase, g.KvStride, dQ + (long)i0 * g.QStride, g.QStride, rows, dh, depth);
+                    GemmRowBlock(dS + i0 * w, w, 1, kBase, g.KvStride, dQ + (long)i0 * g.QStride, g.QStride, rows, dh, BlockEnd(ends, i0, rows));
                 }
                 // dV and dK: key rows j read the queries that can see them, i ≥ first (leading zero terms skipped; an
                 // even start keeps the pairing of terms of the row-at-a-time path, which column remainders also take).
@@ -312,16 +298,8 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
                     float* pvA = pv + first * pvStride + j0, dSA = dS + first * w + j0;
                     float* doB = doBase + (long)first * g.D, qB = qBase + (long)first * g.QStride;
                     float* dV = dKv + (long)j0 * g.KvStride + g.VOffset, dK = dKv + (long)j0 * g.KvStride + g.KOffset;
-                    if (keys == RowBlock)
-                    {
-                        GemmEightRows(pvA, 1, pvStride, doB, g.D, dV, g.KvStride, dh, depth);
-                        GemmEightRows(dSA, 1, w, qB, g.QStride, dK, g.KvStride, dh, depth);
-                    }
-                    else
-                    {
-                        Gemm(pvA, 1, pvStride, doB, g.D, dV, g.KvStride, keys, dh, depth);
-                        Gemm(dSA, 1, w, qB, g.QStride, dK, g.KvStride, keys, dh, depth);
-                    }
+                    GemmRowBlock(pvA, 1, pvStride, doB, g.D, dV, g.KvStride, keys, dh, depth);
+                    GemmRowBlock(dSA, 1, w, qB, g.QStride, dK, g.KvStride, keys, dh, depth);
                 }
             }
         }

@@ -217,8 +217,7 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
             for (var i0 = 0; i0 < g.S; i0 += G)
             {
                 var n = Math.Min(G, g.S - i0);
-                if (n == 8) GemmEightRows(x + (long)i0 * g.D, g.D, 1, yt + i0, g.TCols, logits, g.Wc, g.Wc, g.D);
-                else Gemm(x + (long)i0 * g.D, g.D, 1, yt + i0, g.TCols, logits, g.Wc, n, g.Wc, g.D);
+                GemmRowBlock(x + (long)i0 * g.D, g.D, 1, yt + i0, g.TCols, logits, g.Wc, n, g.Wc, g.D);
                 for (var r = 0; r < n; r++)
                     new Span<float>(logits + r * g.Wc + r, g.Wp).CopyTo(new Span<float>(b + (long)(i0 + r) * g.Wp, g.Wp));
             }
@@ -313,16 +312,8 @@ internal sealed class IdTextKernel : autograd.SingleTensorFunction<IdTextKernel>
             for (var i0 = 0; i0 < g.S; i0 += G)
             {
                 var n = Math.Min(G, g.S - i0);
-                if (n == 8)
-                {
-                    GemmEightRows(dB + (long)(g.K2 + i0) * wr + Pad, wr - 1, 1, yDoubled + (long)i0 * g.D, g.D, dx + (long)i0 * g.D, g.D, g.D, g.Depth);
-                    GemmEightRows(dB + (long)i0 * wr + Pad + g.K2, 1, wr - 1, xDoubled + (long)i0 * g.D, g.D, dy + (long)i0 * g.D, g.D, g.D, g.Depth);
-                }
-                else
-                {
-                    Gemm(dB + (long)(g.K2 + i0) * wr + Pad, wr - 1, 1, yDoubled + (long)i0 * g.D, g.D, dx + (long)i0 * g.D, g.D, n, g.D, g.Depth);
-                    Gemm(dB + (long)i0 * wr + Pad + g.K2, 1, wr - 1, xDoubled + (long)i0 * g.D, g.D, dy + (long)i0 * g.D, g.D, n, g.D, g.Depth);
-                }
+                GemmRowBlock(dB + (long)(g.K2 + i0) * wr + Pad, wr - 1, 1, yDoubled + (long)i0 * g.D, g.D, dx + (long)i0 * g.D, g.D, n, g.D, g.Depth);
+                GemmRowBlock(dB + (long)i0 * wr + Pad + g.K2, 1, wr - 1, xDoubled + (long)i0 * g.D, g.D, dy + (long)i0 * g.D, g.D, n, g.D, g.Depth);
             }
         });
     }
