@@ -22,7 +22,7 @@ namespace LSVCR.Modeling;
 /// <see cref="Dropout.WriteKeep"/> with one seed drawn where <c>Dropout.Apply</c> would draw it, LayerNorm with the
 /// biased variance. Parameter gradients are summed per fixed chunk of <see cref="ChunkRows"/> rows and then over the
 /// chunks in order, so they do not depend on the thread count.</para>
-/// Saved for backward: x, x̂ = (z − mean)·rstd, rstd, G = GELU(x·W1ᵀ + b1), GELU'(x·W1ᵀ + b1), the weights and the
+/// Saved for backward: x, x̂ = (z − mean)·rstd, rstd, G = GELU(x·W1ᵀ + b1), GELU'(x·W1ᵀ + b1), W1 and W2 (packed), γ and the
 /// dropout seed.
 /// </summary>
 internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeedForward>
@@ -67,7 +67,7 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
         var g = empty(x.shape[0], w.Inner, dtype: ScalarType.Float32);
         var slope = empty(x.shape[0], w.Inner, dtype: ScalarType.Float32);
         Kernels.Forward(x, w, gamma.detach().contiguous(), beta.detach().contiguous(), y, xhat, rstd, g, slope, spec);
-        ctx.save_for_backward([x, xhat, rstd, w.W1, w.W1TPacked, w.B1, w.W2Packed, w.W2T, w.B2, gamma, g, slope]);
+        ctx.save_for_backward([x, xhat, rstd, w.W1, w.W2Packed, gamma, g, slope]);
         ctx.save_data("spec", spec);
         return y;
     }
@@ -75,11 +75,10 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
     {
         var s = ctx.get_saved_variables();
-        var w = new Weights(s[3], s[4], s[5], s[6], s[7], s[8]);
         var spec = (Spec)ctx.get_data("spec");
         var dy = gradOutput.to(ScalarType.Float32).contiguous();
         var dx = empty_like(s[0]);
-        var g = Kernels.Backward(dy, s[0], s[1], s[2], s[10], s[11], w, s[9].detach().contiguous(), dx, spec);
+        var g = Kernels.Backward(dy, s[0], s[1], s[2], s[6], s[7], s[3], s[4], s[5].detach().contiguous(), dx, spec);
         return [dx, g.W1, g.B1, g.W2, g.B2, g.Gamma, g.Beta, null!];
     }
 
@@ -136,13 +135,14 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
         }
 
         /// <summary>Per block: LayerNorm backward into dx (the residual path), dropout, then dW2 += dYᵀ·G,
-        /// dG = dY·W2, dH = dG·GELU'(H), dW1 += dHᵀ·x and dx += dH·W1, with G and GELU'(H) as the forward left them.</summary>
-        public static Gradients Backward(Tensor dOutT, Tensor xT, Tensor xhatT, Tensor rstdT, Tensor gT, Tensor slopeT, Weights wt,
-            Tensor gammaT, Tensor dxT, Spec spec)
+        /// dG = dY·W2, dH = dG·GELU'(H), dW1 += dHᵀ·x and dx += dH·W1, with G and GELU'(H) as the forward left them;
+        /// the weights are W1 [inner, d] and W2 packed (<see cref="Weights"/>), all the backward reads of them.</summary>
+        public static Gradients Backward(Tensor dOutT, Tensor xT, Tensor xhatT, Tensor rstdT, Tensor gT, Tensor slopeT, Tensor w1T,
+            Tensor w2PackedT, Tensor gammaT, Tensor dxT, Spec spec)
         {
-            var (rows, d, inner) = ((int)xT.shape[0], (int)xT.shape[1], wt.Inner);
+            var (rows, d, inner) = ((int)xT.shape[0], (int)xT.shape[1], (int)w1T.shape[0]);
             var (dOut, x, xhat, rstd, gamma, dx) = ((nint)Ptr(dOutT), (nint)Ptr(xT), (nint)Ptr(xhatT), (nint)Ptr(rstdT), (nint)Ptr(gammaT), (nint)Ptr(dxT));
-            var (w1, w2, gAll, slopeAll) = ((nint)Ptr(wt.W1), (nint)Ptr(wt.W2Packed), (nint)Ptr(gT), (nint)Ptr(slopeT));
+            var (w1, w2, gAll, slopeAll) = ((nint)Ptr(w1T), (nint)Ptr(w2PackedT), (nint)Ptr(gT), (nint)Ptr(slopeT));
             var chunks = (rows + ChunkRows - 1) / ChunkRows;
             // One partial row per chunk: dW1 [inner, d] | dW2 [d, inner] | db1 [inner] | db2 | dγ | dβ [d].
             var width = 2 * inner * d + inner + 3 * d;
