@@ -375,35 +375,40 @@ internal static unsafe class CpuKernels
     /// and B and C row-major. Tiles of 6|4 rows × 64 columns or 8 rows × 32|16 columns keep 24|16 (8) accumulators in
     /// registers and reuse every B load across the tile's rows: row-at-a-time <see cref="WeightedRowSum"/> is bound by
     /// its loads and FMA latency at about a third of this speed. Row and column remainders go to WeightedRowSum.
+    /// <para>With <paramref name="bias"/> (a row of <paramref name="cols"/> floats, not with accumulate) C = A·B + bias,
+    /// the bias added as each sum is stored: the same bits as filling C with the bias rows and accumulating, without
+    /// that fill pass and the reload of C.</para>
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Gemm(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int rows, int cols, int depth, bool accumulate = false)
+    public static void Gemm(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int rows, int cols, int depth, bool accumulate = false,
+        float* bias = null)
     {
+        if (accumulate && bias != null) throw new ArgumentException("Gemm adds either C or a bias row, not both.");
         var n = 0;
         if (Vector512.IsHardwareAccelerated)
         {
             for (; n + 64 <= cols; n += 64)
             {
                 var m = 0;
-                for (; m + 6 <= rows; m += 6) Tile6x64(a + (long)m * ams, ams, aks, b + n, bs, c + (long)m * cs + n, cs, depth, accumulate);
-                for (; m + 4 <= rows; m += 4) Tile4x64(a + (long)m * ams, ams, aks, b + n, bs, c + (long)m * cs + n, cs, depth, accumulate);
-                for (; m < rows; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, 64, c + (long)m * cs + n, accumulate);
+                for (; m + 6 <= rows; m += 6) Tile6x64(a + (long)m * ams, ams, aks, b + n, bs, c + (long)m * cs + n, cs, depth, accumulate, At(bias, n));
+                for (; m + 4 <= rows; m += 4) Tile4x64(a + (long)m * ams, ams, aks, b + n, bs, c + (long)m * cs + n, cs, depth, accumulate, At(bias, n));
+                for (; m < rows; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, 64, c + (long)m * cs + n, accumulate, At(bias, n));
             }
             for (; n + 32 <= cols; n += 32)
             {
                 var m = 0;
-                for (; m + 8 <= rows; m += 8) Tile8x32(a + (long)m * ams, ams, aks, b + n, bs, c + (long)m * cs + n, cs, depth, accumulate);
-                for (; m < rows; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, 32, c + (long)m * cs + n, accumulate);
+                for (; m + 8 <= rows; m += 8) Tile8x32(a + (long)m * ams, ams, aks, b + n, bs, c + (long)m * cs + n, cs, depth, accumulate, At(bias, n));
+                for (; m < rows; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, 32, c + (long)m * cs + n, accumulate, At(bias, n));
             }
             for (; n + 16 <= cols; n += 16)
             {
                 var m = 0;
-                for (; m + 8 <= rows; m += 8) Tile8x16(a + (long)m * ams, ams, aks, b + n, bs, c + (long)m * cs + n, cs, depth, accumulate);
-                for (; m < rows; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, 16, c + (long)m * cs + n, accumulate);
+                for (; m + 8 <= rows; m += 8) Tile8x16(a + (long)m * ams, ams, aks, b + n, bs, c + (long)m * cs + n, cs, depth, accumulate, At(bias, n));
+                for (; m < rows; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, 16, c + (long)m * cs + n, accumulate, At(bias, n));
             }
         }
         if (n < cols)
-            for (var m = 0; m < rows; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, cols - n, c + (long)m * cs + n, accumulate);
+            for (var m = 0; m < rows; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, cols - n, c + (long)m * cs + n, accumulate, At(bias, n));
     }
 
     /// <summary><see cref="Gemm"/> for one block of at most 8 rows of C: a whole block of 8 runs entirely in 8-row tiles
@@ -421,11 +426,11 @@ internal static unsafe class CpuKernels
         var n = 0;
         if (Vector512.IsHardwareAccelerated)
         {
-            for (; n + 32 <= cols; n += 32) Tile8x32(a, ams, aks, b + n, bs, c + n, cs, depth, false);
-            for (; n + 16 <= cols; n += 16) Tile8x16(a, ams, aks, b + n, bs, c + n, cs, depth, false);
+            for (; n + 32 <= cols; n += 32) Tile8x32(a, ams, aks, b + n, bs, c + n, cs, depth, false, null);
+            for (; n + 16 <= cols; n += 16) Tile8x16(a, ams, aks, b + n, bs, c + n, cs, depth, false, null);
         }
         if (n < cols)
-            for (var m = 0; m < RowBlock; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, cols - n, c + (long)m * cs + n, false);
+            for (var m = 0; m < RowBlock; m++) RowRemainder(a + (long)m * ams, aks, depth, b + n, bs, cols - n, c + (long)m * cs + n, false, null);
     }
 
     /// <summary>Rows of C per <see cref="GemmRowBlock"/> block.</summary>
@@ -449,12 +454,6 @@ internal static unsafe class CpuKernels
         if (Avx512F.IsSupported)
             for (; t + 16 <= n; t += 16) (Vector512.Load(dst + t) + Exp(Vector512.Load(src + t) - Vector512.Load(shift + t))).Store(dst + t);
         for (; t < n; t++) dst[t] += MathF.Exp(src[t] - shift[t]);
-    }
-
-    /// <summary>rows × cols of C (row stride cols) = the bias row repeated: GEMMs then accumulate onto it.</summary>
-    public static void FillRows(float* c, float* bias, int rows, int cols)
-    {
-        for (var i = 0; i < rows; i++) new Span<float>(bias, cols).CopyTo(new Span<float>(c + (long)i * cols, cols));
     }
 
     /// <summary>Columns per panel of a packed B (<see cref="Pack"/>): the width of the 64-column tiles.</summary>
@@ -485,31 +484,39 @@ internal static unsafe class CpuKernels
 
     /// <summary><see cref="Gemm"/> with B given as panels of <paramref name="packedDepth"/> rows (<see cref="Pack"/>),
     /// of which the first <paramref name="depth"/> are used.</summary>
-    public static void GemmPacked(float* a, int ams, int aks, float* packed, int packedDepth, float* c, int cs, int rows, int cols, int depth, bool accumulate = false)
+    public static void GemmPacked(float* a, int ams, int aks, float* packed, int packedDepth, float* c, int cs, int rows, int cols, int depth, bool accumulate = false,
+        float* bias = null)
     {
         for (var p = 0; p * PanelWidth < cols; p++)
             Gemm(a, ams, aks, packed + (long)p * PanelWidth * packedDepth, PanelWidth, c + p * PanelWidth, cs, rows,
-                Math.Min(PanelWidth, cols - p * PanelWidth), depth, accumulate);
+                Math.Min(PanelWidth, cols - p * PanelWidth), depth, accumulate, At(bias, p * PanelWidth));
     }
+
+    /// <summary>bias + offset, or null without a bias.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float* At(float* bias, int offset) => bias == null ? null : bias + offset;
 
     /// <summary>One row of C by <see cref="WeightedRowSum"/>; with <paramref name="accumulate"/> added to C through a
     /// stack row (WeightedRowSum overwrites its destination).</summary>
-    private static void RowRemainder(float* w, int ws, int n, float* rows, int stride, int dh, float* dst, bool accumulate)
+    private static void RowRemainder(float* w, int ws, int n, float* rows, int stride, int dh, float* dst, bool accumulate, float* bias)
     {
-        if (!accumulate) { WeightedRowSum(w, ws, n, rows, stride, dh, dst); return; }
+        if (!accumulate && bias == null) { WeightedRowSum(w, ws, n, rows, stride, dh, dst); return; }
         var row = stackalloc float[dh];
         WeightedRowSum(w, ws, n, rows, stride, dh, row);
-        for (var j = 0; j < dh; j++) dst[j] += row[j];
+        var add = accumulate ? dst : bias;
+        for (var j = 0; j < dh; j++) dst[j] = row[j] + add[j];
     }
 
-    /// <summary>Stores a tile accumulator, added to what C holds when accumulating.</summary>
+    /// <summary>Stores a tile accumulator, added to what C holds when accumulating, else to the bias row's
+    /// <paramref name="j"/>-th element on when there is one.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Put(Vector512<float> v, float* c, bool accumulate) => (accumulate ? v + Vector512.Load(c) : v).Store(c);
+    private static void Put(Vector512<float> v, float* c, bool accumulate, float* bias, int j) =>
+        (accumulate ? v + Vector512.Load(c) : bias != null ? v + Vector512.Load(bias + j) : v).Store(c);
 
     /// <summary>6 rows × 64 columns, 24 accumulators: a B row (four vectors) feeds 24 FMAs, so a B panel that has
     /// to come from L2 (depth ≳ 150) does not bound it — 4 × 64 lost ≈ 25 % there (measured at depth 256).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile6x64(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int depth, bool acc)
+    private static void Tile6x64(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int depth, bool acc, float* bias)
     {
         Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
         Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
@@ -541,16 +548,16 @@ internal static unsafe class CpuKernels
             c50 = Vector512.FusedMultiplyAdd(w, b0, c50); c51 = Vector512.FusedMultiplyAdd(w, b1, c51);
             c52 = Vector512.FusedMultiplyAdd(w, b2, c52); c53 = Vector512.FusedMultiplyAdd(w, b3, c53);
         }
-        Put(c00, c, acc); Put(c01, c + 16, acc); Put(c02, c + 32, acc); Put(c03, c + 48, acc); c += cs;
-        Put(c10, c, acc); Put(c11, c + 16, acc); Put(c12, c + 32, acc); Put(c13, c + 48, acc); c += cs;
-        Put(c20, c, acc); Put(c21, c + 16, acc); Put(c22, c + 32, acc); Put(c23, c + 48, acc); c += cs;
-        Put(c30, c, acc); Put(c31, c + 16, acc); Put(c32, c + 32, acc); Put(c33, c + 48, acc); c += cs;
-        Put(c40, c, acc); Put(c41, c + 16, acc); Put(c42, c + 32, acc); Put(c43, c + 48, acc); c += cs;
-        Put(c50, c, acc); Put(c51, c + 16, acc); Put(c52, c + 32, acc); Put(c53, c + 48, acc);
+        Put(c00, c, acc, bias, 0); Put(c01, c + 16, acc, bias, 16); Put(c02, c + 32, acc, bias, 32); Put(c03, c + 48, acc, bias, 48); c += cs;
+        Put(c10, c, acc, bias, 0); Put(c11, c + 16, acc, bias, 16); Put(c12, c + 32, acc, bias, 32); Put(c13, c + 48, acc, bias, 48); c += cs;
+        Put(c20, c, acc, bias, 0); Put(c21, c + 16, acc, bias, 16); Put(c22, c + 32, acc, bias, 32); Put(c23, c + 48, acc, bias, 48); c += cs;
+        Put(c30, c, acc, bias, 0); Put(c31, c + 16, acc, bias, 16); Put(c32, c + 32, acc, bias, 32); Put(c33, c + 48, acc, bias, 48); c += cs;
+        Put(c40, c, acc, bias, 0); Put(c41, c + 16, acc, bias, 16); Put(c42, c + 32, acc, bias, 32); Put(c43, c + 48, acc, bias, 48); c += cs;
+        Put(c50, c, acc, bias, 0); Put(c51, c + 16, acc, bias, 16); Put(c52, c + 32, acc, bias, 32); Put(c53, c + 48, acc, bias, 48);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile4x64(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int depth, bool acc)
+    private static void Tile4x64(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int depth, bool acc, float* bias)
     {
         Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
         Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
@@ -574,14 +581,14 @@ internal static unsafe class CpuKernels
             c30 = Vector512.FusedMultiplyAdd(w, b0, c30); c31 = Vector512.FusedMultiplyAdd(w, b1, c31);
             c32 = Vector512.FusedMultiplyAdd(w, b2, c32); c33 = Vector512.FusedMultiplyAdd(w, b3, c33);
         }
-        Put(c00, c, acc); Put(c01, c + 16, acc); Put(c02, c + 32, acc); Put(c03, c + 48, acc); c += cs;
-        Put(c10, c, acc); Put(c11, c + 16, acc); Put(c12, c + 32, acc); Put(c13, c + 48, acc); c += cs;
-        Put(c20, c, acc); Put(c21, c + 16, acc); Put(c22, c + 32, acc); Put(c23, c + 48, acc); c += cs;
-        Put(c30, c, acc); Put(c31, c + 16, acc); Put(c32, c + 32, acc); Put(c33, c + 48, acc);
+        Put(c00, c, acc, bias, 0); Put(c01, c + 16, acc, bias, 16); Put(c02, c + 32, acc, bias, 32); Put(c03, c + 48, acc, bias, 48); c += cs;
+        Put(c10, c, acc, bias, 0); Put(c11, c + 16, acc, bias, 16); Put(c12, c + 32, acc, bias, 32); Put(c13, c + 48, acc, bias, 48); c += cs;
+        Put(c20, c, acc, bias, 0); Put(c21, c + 16, acc, bias, 16); Put(c22, c + 32, acc, bias, 32); Put(c23, c + 48, acc, bias, 48); c += cs;
+        Put(c30, c, acc, bias, 0); Put(c31, c + 16, acc, bias, 16); Put(c32, c + 32, acc, bias, 32); Put(c33, c + 48, acc, bias, 48);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile8x32(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int depth, bool acc)
+    private static void Tile8x32(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int depth, bool acc, float* bias)
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default, c30 = default, c31 = default;
         Vector512<float> c40 = default, c41 = default, c50 = default, c51 = default, c60 = default, c61 = default, c70 = default, c71 = default;
@@ -608,18 +615,18 @@ internal static unsafe class CpuKernels
             w = Vector512.Create(ap[7 * s]);
             c70 = Vector512.FusedMultiplyAdd(w, b0, c70); c71 = Vector512.FusedMultiplyAdd(w, b1, c71);
         }
-        Put(c00, c, acc); Put(c01, c + 16, acc); c += cs;
-        Put(c10, c, acc); Put(c11, c + 16, acc); c += cs;
-        Put(c20, c, acc); Put(c21, c + 16, acc); c += cs;
-        Put(c30, c, acc); Put(c31, c + 16, acc); c += cs;
-        Put(c40, c, acc); Put(c41, c + 16, acc); c += cs;
-        Put(c50, c, acc); Put(c51, c + 16, acc); c += cs;
-        Put(c60, c, acc); Put(c61, c + 16, acc); c += cs;
-        Put(c70, c, acc); Put(c71, c + 16, acc);
+        Put(c00, c, acc, bias, 0); Put(c01, c + 16, acc, bias, 16); c += cs;
+        Put(c10, c, acc, bias, 0); Put(c11, c + 16, acc, bias, 16); c += cs;
+        Put(c20, c, acc, bias, 0); Put(c21, c + 16, acc, bias, 16); c += cs;
+        Put(c30, c, acc, bias, 0); Put(c31, c + 16, acc, bias, 16); c += cs;
+        Put(c40, c, acc, bias, 0); Put(c41, c + 16, acc, bias, 16); c += cs;
+        Put(c50, c, acc, bias, 0); Put(c51, c + 16, acc, bias, 16); c += cs;
+        Put(c60, c, acc, bias, 0); Put(c61, c + 16, acc, bias, 16); c += cs;
+        Put(c70, c, acc, bias, 0); Put(c71, c + 16, acc, bias, 16);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile8x16(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int depth, bool acc)
+    private static void Tile8x16(float* a, int ams, int aks, float* b, int bs, float* c, int cs, int depth, bool acc, float* bias)
     {
         Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
         var s = (long)ams;
@@ -636,8 +643,8 @@ internal static unsafe class CpuKernels
             c6 = Vector512.FusedMultiplyAdd(Vector512.Create(ap[6 * s]), b0, c6);
             c7 = Vector512.FusedMultiplyAdd(Vector512.Create(ap[7 * s]), b0, c7);
         }
-        Put(c0, c, acc); Put(c1, c + cs, acc); Put(c2, c + 2L * cs, acc); Put(c3, c + 3L * cs, acc);
-        Put(c4, c + 4L * cs, acc); Put(c5, c + 5L * cs, acc); Put(c6, c + 6L * cs, acc); Put(c7, c + 7L * cs, acc);
+        Put(c0, c, acc, bias, 0); Put(c1, c + cs, acc, bias, 0); Put(c2, c + 2L * cs, acc, bias, 0); Put(c3, c + 3L * cs, acc, bias, 0);
+        Put(c4, c + 4L * cs, acc, bias, 0); Put(c5, c + 5L * cs, acc, bias, 0); Put(c6, c + 6L * cs, acc, bias, 0); Put(c7, c + 7L * cs, acc, bias, 0);
     }
 
     /// <summary>dst[t·dstStride + j] = src[rows[j] + t] for j &lt; n, t &lt; cols: columns of the rows starting at

@@ -108,8 +108,7 @@ internal sealed class FusedAdditiveAttention : autograd.SingleTensorFunction<Fus
             float* z, float* xhat, float* rstd, float* y, float* g, float* slope, float* zeroBias)
         {
             var inner = sh.Inner;
-            FillRows(z, b1, n, inner);
-            GemmPacked(h + r0 * sh.D, sh.D, 1, w1t, sh.D, z, inner, n, inner, sh.D, accumulate: true);
+            GemmPacked(h + r0 * sh.D, sh.D, 1, w1t, sh.D, z, inner, n, inner, sh.D, bias: b1);
             if (spec.P > 0) Dropout.WriteKeep(spec.Seed, r0 * inner >> 2, (long)n * inner, Dropout.Threshold(spec.P), Dropout.KeepScale(spec.P), z, z);
             for (var i = 0; i < n; i++)
             {

@@ -22,7 +22,7 @@ namespace LSVCR.Modeling;
 /// <see cref="Dropout.WriteKeep"/> with one seed drawn where <c>Dropout.Apply</c> would draw it, LayerNorm with the
 /// biased variance. Parameter gradients are summed per fixed chunk of <see cref="ChunkRows"/> rows and then over the
 /// chunks in order, so they do not depend on the thread count.</para>
-/// Saved for backward: x, x̂ = (z − mean)·rstd, rstd, G = GELU(x·W1ᵀ + b1), GELU'(x·W1ᵀ + b1), W1 and W2 (packed), γ and the
+/// Saved for backward: x, x̂ = (z − mean)·rstd, rstd, G = GELU(x·W1ᵀ + b1) (packed per block), GELU'(x·W1ᵀ + b1), W1 and W2 (packed), γ and the
 /// dropout seed.
 /// </summary>
 internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeedForward>
@@ -64,7 +64,7 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
         var y = empty_like(x);
         var xhat = empty_like(x);
         var rstd = empty(x.shape[0], dtype: ScalarType.Float32);
-        var g = empty(x.shape[0], w.Inner, dtype: ScalarType.Float32);
+        var g = empty(x.shape[0], PanelsWidth(w.Inner), dtype: ScalarType.Float32);
         var slope = empty(x.shape[0], w.Inner, dtype: ScalarType.Float32);
         Kernels.Forward(x, w, gamma.detach().contiguous(), beta.detach().contiguous(), y, xhat, rstd, g, slope, spec);
         ctx.save_for_backward([x, xhat, rstd, w.W1, w.W2Packed, gamma, g, slope]);
@@ -81,6 +81,9 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
         var g = Kernels.Backward(dy, s[0], s[1], s[2], s[6], s[7], s[3], s[4], s[5].detach().contiguous(), dx, spec);
         return [dx, g.W1, g.B1, g.W2, g.B2, g.Gamma, g.Beta, null!];
     }
+
+    /// <summary>Floats per row of the kept activation G: whole 64-column panels.</summary>
+    private static int PanelsWidth(int inner) => PackedSize(1, inner);
 
     /// <summary>Detached contiguous weights in the layouts the GEMMs read: W1ᵀ [d, inner] and W2 [d, inner] as
     /// <see cref="CpuKernels.Pack"/>ed panels (their rows are `inner` floats apart), W2ᵀ [inner, d] and W1 as they are.</summary>
@@ -106,7 +109,10 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
     private static unsafe class Kernels
     {
         /// <summary>y, x̂ and rstd of the sublayer, and for the backward the activation G = GELU(x·W1ᵀ + b1) and
-        /// GELU'(x·W1ᵀ + b1) of every row ([rows, inner] each).</summary>
+        /// GELU'(x·W1ᵀ + b1) of every row ([rows, inner]). G is kept as the B operand of the backward's dW2 product
+        /// reads it: each block of rows as <see cref="CpuKernels.Pack"/>ed 64-column panels, written by the GELU pass
+        /// (the forward's own product reads G row-major from the block's scratch). Packing it in the backward instead
+        /// was a separate copy pass of every G (≈ 2 % of a training step).</summary>
         public static void Forward(Tensor xT, Weights wt, Tensor gammaT, Tensor betaT, Tensor yT, Tensor xhatT, Tensor rstdT,
             Tensor gT, Tensor slopeT, Spec spec)
         {
@@ -114,20 +120,28 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
             var (x, w1t, b1, w2t, b2) = ((nint)Ptr(xT), (nint)Ptr(wt.W1TPacked), (nint)Ptr(wt.B1), (nint)Ptr(wt.W2T), (nint)Ptr(wt.B2));
             var (gamma, beta, y, xhat, rstd) = ((nint)Ptr(gammaT), (nint)Ptr(betaT), (nint)Ptr(yT), (nint)Ptr(xhatT), (nint)Ptr(rstdT));
             var (gAll, slopeAll) = ((nint)Ptr(gT), (nint)Ptr(slopeT));
+            var panelsWidth = PanelsWidth(inner);
             ForEach((rows + ChunkRows - 1) / ChunkRows, BlockRows * (inner + d), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (c, scratch) =>
             {
-                var h = (float*)scratch;                    // [block, inner] x·W1ᵀ
+                var h = (float*)scratch;                    // [block, inner] x·W1ᵀ, then G
                 var z = h + (long)BlockRows * inner;         // [block, d]
                 for (var r0 = c * ChunkRows; r0 < Math.Min(rows, (c + 1) * ChunkRows); r0 += BlockRows)
                 {
                     var n = Math.Min(BlockRows, rows - r0);
                     var xb = (float*)x + (long)r0 * d;
-                    var g = (float*)gAll + (long)r0 * inner;
+                    var panels = (float*)gAll + (long)r0 * panelsWidth; // the block's G as n-deep panels
                     var slope = (float*)slopeAll + (long)r0 * inner;
                     GemmPacked(xb, d, 1, (float*)w1t, d, h, inner, n, inner, d);
-                    for (var i = 0; i < n; i++) Gelu.ValueAndSlopeRow(h + (long)i * inner, (float*)b1, g + (long)i * inner, slope + (long)i * inner, inner);
-                    FillRows(z, (float*)b2, n, d);
-                    Gemm(g, inner, 1, (float*)w2t, d, z, d, n, d, inner, accumulate: true);
+                    for (var i = 0; i < n; i++)
+                    {
+                        var hi = h + (long)i * inner;
+                        Gelu.ValueAndSlopeRow(hi, (float*)b1, hi, slope + (long)i * inner, inner, panels + (long)i * PanelWidth, (long)n * PanelWidth);
+                    }
+                    if (panelsWidth > inner) // the last panel's pad columns, never read by a product but kept finite
+                        for (var i = 0; i < n; i++)
+                            new Span<float>(panels + (long)(panelsWidth / PanelWidth - 1) * n * PanelWidth + (long)i * PanelWidth + inner % PanelWidth,
+                                panelsWidth - inner).Clear();
+                    Gemm(h, inner, 1, (float*)w2t, d, z, d, n, d, inner, bias: (float*)b2);
                     LayerNormRows.ResidualForward(z, r0, n, d, (float*)x, spec.Seed, spec.P, spec.Eps, (float*)gamma, (float*)beta,
                         (float*)xhat, (float*)rstd, (float*)y);
                 }
@@ -148,8 +162,8 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
             var width = 2 * inner * d + inner + 3 * d;
             using var partialT = zeros(chunks, width, dtype: ScalarType.Float32);
             var partial = (nint)Ptr(partialT);
-            var packedG = PackedSize(BlockRows, inner);
-            ForEach(chunks, BlockRows * (inner + d) + packedG, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (c, scratch) =>
+            var panelsWidth = PanelsWidth(inner);
+            ForEach(chunks, BlockRows * (inner + d), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (c, scratch) =>
             {
                 var dW1 = (float*)partial + (long)c * width;
                 var dW2 = dW1 + (long)inner * d;
@@ -159,7 +173,6 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
                 var dBeta = dGamma + d;
                 var h = (float*)scratch;                    // [block, inner] dG, then dH
                 var dz = h + (long)BlockRows * inner;        // [block, d] gradient of linear_2's output
-                var g = dz + (long)BlockRows * d;            // the block's G, packed: B of the dW2 product
                 for (var r0 = c * ChunkRows; r0 < Math.Min(rows, (c + 1) * ChunkRows); r0 += BlockRows)
                 {
                     var n = Math.Min(BlockRows, rows - r0);
@@ -169,7 +182,7 @@ internal sealed class FusedFeedForward : autograd.SingleTensorFunction<FusedFeed
                     LayerNormRows.ResidualBackward((float*)dOut, r0, n, d, (float*)xhat, (float*)rstd, (float*)gamma, spec.Seed, spec.P,
                         (float*)dx, dz, dGamma, dBeta, dB2);
 
-                    Pack((float*)gAll + (long)r0 * inner, inner, n, inner, g);
+                    var g = (float*)gAll + (long)r0 * panelsWidth; // the block's G as the forward packed it
                     GemmPacked(dz, 1, d, g, n, dW2, inner, d, inner, n, accumulate: true);
                     GemmPacked(dz, d, 1, (float*)w2, d, h, inner, n, inner, d);
                     for (var i = 0; i < n; i++) Gelu.SlopeBackwardRow(h + (long)i * inner, slope + (long)i * inner, h + (long)i * inner, dB1, inner);

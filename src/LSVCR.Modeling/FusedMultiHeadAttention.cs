@@ -138,13 +138,10 @@ internal sealed class FusedMultiHeadAttention : autograd.SingleTensorFunction<Fu
                 var z = (float*)scratch + attentionScratch; // [n, d] out_linear's output
                 var qc = (float*)q + r0 * d;
                 var kvc = (float*)kv + k0 * 2 * d;
-                FillRows(qc, (float*)bq, n, d);
-                Gemm((float*)x + r0 * d, d, 1, (float*)wqT, d, qc, d, n, d, d, accumulate: true);
-                FillRows(kvc, (float*)bkv, nk, 2 * d);
-                Gemm((float*)y + k0 * d, d, 1, (float*)wkvT, 2 * d, kvc, 2 * d, nk, 2 * d, d, accumulate: true);
+                Gemm((float*)x + r0 * d, d, 1, (float*)wqT, d, qc, d, n, d, d, bias: (float*)bq);
+                Gemm((float*)y + k0 * d, d, 1, (float*)wkvT, 2 * d, kvc, 2 * d, nk, 2 * d, d, bias: (float*)bkv);
                 for (var e = 0; e < examples; e++) FusedAttention.Kernels.ForwardExample(args, b0 + e, (float*)scratch);
-                FillRows(z, (float*)bo, n, d);
-                Gemm((float*)context + r0 * d, d, 1, (float*)woT, d, z, d, n, d, d, accumulate: true);
+                Gemm((float*)context + r0 * d, d, 1, (float*)woT, d, z, d, n, d, d, bias: (float*)bo);
                 // b0·Lq·d is a multiple of 4 (b0 is a multiple of ChunkExamples): the chunk starts on a whole word.
                 LayerNormRows.ResidualForward(z, r0, n, d, (float*)x, spec.HiddenSeed, spec.HiddenDropout, spec.Eps, (float*)gamma,
                     (float*)beta, (float*)xhat, (float*)rstd, (float*)output);

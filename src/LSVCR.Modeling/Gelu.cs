@@ -33,10 +33,13 @@ internal static unsafe class Gelu
     }
 
     /// <summary>The backward's recomputation in one pass: v = z (+ b when given), g = GELU(v) and slope = GELU'(v),
-    /// sharing one erf and its exp(−v²/2) (which is also φ's).</summary>
+    /// sharing one erf and its exp(−v²/2) (which is also φ's). <paramref name="g"/> may be <paramref name="z"/>. With
+    /// <paramref name="panels"/>, g is also stored as one row of <see cref="CpuKernels.Pack"/>ed panels: element j at
+    /// panels[(j / 64)·<paramref name="panelStride"/> + j % 64].</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void ValueAndSlopeRow(float* z, float* b, float* g, float* slope, int n)
+    public static void ValueAndSlopeRow(float* z, float* b, float* g, float* slope, int n, float* panels = null, long panelStride = 0)
     {
+        const int W = CpuKernels.PanelWidth;
         var j = 0;
         if (Avx512F.IsSupported)
             for (; j + 16 <= n; j += 16)
@@ -45,7 +48,9 @@ internal static unsafe class Gelu
                 if (b != null) v += Vector512.Load(b + j);
                 var erf = Erf(v * Vector512.Create(InvSqrt2), out var gaussian);
                 var cdf = Vector512.Create(0.5f) * (Vector512<float>.One + erf);
-                (v * cdf).Store(g + j);
+                var value = v * cdf;
+                value.Store(g + j);
+                if (panels != null) value.Store(panels + j / W * panelStride + j % W); // 16 divides the panel width
                 Vector512.FusedMultiplyAdd(v * Vector512.Create(InvSqrt2Pi), gaussian, cdf).Store(slope + j);
             }
         for (; j < n; j++)
@@ -53,6 +58,7 @@ internal static unsafe class Gelu
             var v = b != null ? z[j] + b[j] : z[j];
             var cdf = 0.5f * (1f + Erf(v * InvSqrt2));
             g[j] = v * cdf;
+            if (panels != null) panels[j / W * panelStride + j % W] = g[j];
             slope[j] = cdf + v * InvSqrt2Pi * MathF.Exp(-0.5f * v * v);
         }
     }

@@ -84,8 +84,7 @@ internal sealed class TiledLinear : autograd.SingleTensorFunction<TiledLinear>
             {
                 var (r0, n) = (c * ChunkRows, Math.Min(ChunkRows, rows - c * ChunkRows));
                 var yc = (float*)y + (long)r0 * cols;
-                if (bias != 0) FillRows(yc, (float*)bias, n, cols);
-                Gemm((float*)a + (long)r0 * ka, ka, 1, (float*)waT, cols, yc, cols, n, cols, ka, accumulate: bias != 0);
+                Gemm((float*)a + (long)r0 * ka, ka, 1, (float*)waT, cols, yc, cols, n, cols, ka, bias: (float*)bias);
                 if (b != 0) Gemm((float*)b + (long)r0 * kb, kb, 1, (float*)wbT, cols, yc, cols, n, cols, kb, accumulate: true);
             });
         }

@@ -49,6 +49,29 @@ public unsafe class CpuKernelsTests
         CpuKernels.GemmPacked(CpuKernels.Ptr(a), depth + 3, 1, CpuKernels.Ptr(packed), depth, CpuKernels.Ptr(c), cols + 2, rows, cols, depth);
         Assert.True(c.narrow(1, 0, cols).allclose(expected, 1e-4, 1e-4), $"packed max diff {c.narrow(1, 0, cols).sub(expected).abs().max().item<float>()}");
         Assert.False(packed.isnan().any().item<bool>()); // the last panel's padding is zeroed
+
+        // With a bias row: exactly the product rounded, then + bias rounded (what filling C with the bias and
+        // accumulating gave), through Gemm and GemmPacked.
+        using var bias = randn(cols);
+        using var product = full(rows, cols + 2, float.NaN);
+        CpuKernels.Gemm(CpuKernels.Ptr(a), depth + 3, 1, CpuKernels.Ptr(b), cols + 9, CpuKernels.Ptr(product), cols + 2, rows, cols, depth);
+        using var withBias = product.narrow(1, 0, cols).add(bias);
+        CpuKernels.Gemm(CpuKernels.Ptr(a), depth + 3, 1, CpuKernels.Ptr(b), cols + 9, CpuKernels.Ptr(c), cols + 2, rows, cols, depth, bias: CpuKernels.Ptr(bias));
+        Assert.True(c.narrow(1, 0, cols).eq(withBias).all().item<bool>(), $"bias max diff {c.narrow(1, 0, cols).sub(withBias).abs().max().item<float>()}");
+        Assert.True(c.narrow(1, cols, 2).isnan().all().item<bool>());
+        c.fill_(float.NaN);
+        CpuKernels.GemmPacked(CpuKernels.Ptr(a), depth + 3, 1, CpuKernels.Ptr(packed), depth, CpuKernels.Ptr(c), cols + 2, rows, cols, depth, bias: CpuKernels.Ptr(bias));
+        Assert.True(c.narrow(1, 0, cols).eq(withBias).all().item<bool>(), "packed with bias");
+        Assert.True(c.narrow(1, cols, 2).isnan().all().item<bool>());
+    }
+
+    [Fact]
+    public void Gemm_refuses_a_bias_when_accumulating()
+    {
+        using var m = ones(2, 2);
+        var error = Assert.Throws<ArgumentException>(() =>
+            CpuKernels.Gemm(CpuKernels.Ptr(m), 2, 1, CpuKernels.Ptr(m), 2, CpuKernels.Ptr(m), 2, 2, 2, 2, accumulate: true, bias: CpuKernels.Ptr(m)));
+        Assert.Contains("bias", error.Message);
     }
 
     [Theory]
