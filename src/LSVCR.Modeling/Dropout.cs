@@ -135,6 +135,31 @@ internal static class Dropout
         var thr = Vector256.Create(threshold);
         var keepScale = Vector256.Create(scale);
         long i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            // The same words eight at a time (the 64-bit multiplies are the cost: one 512-bit multiply per two 256-bit).
+            var w0 = Vector512.Create(seed) + (Vector512.Create((ulong)firstWord + 1) + Vector512.Create(0UL, 1, 2, 3, 4, 5, 6, 7)) * Vector512.Create(Golden);
+            var eight = Vector512.Create(8UL) * Vector512.Create(Golden);
+            var (thr512, scale512) = (Vector512.Create(threshold), Vector512.Create(scale));
+            for (; i + 32 <= count; i += 32, w0 += eight)
+            {
+                var z = w0;
+                z = (z ^ Vector512.ShiftRightLogical(z, 30)) * Vector512.Create(Mix1);
+                z = (z ^ Vector512.ShiftRightLogical(z, 27)) * Vector512.Create(Mix2);
+                z ^= Vector512.ShiftRightLogical(z, 31);
+                var (lo, hi) = Vector512.Widen(Vector512.GreaterThanOrEqual(z.AsUInt16(), thr512).AsInt16());
+                var m0 = Vector512.ConditionalSelect(lo.AsSingle(), scale512, Vector512<float>.Zero);
+                var m1 = Vector512.ConditionalSelect(hi.AsSingle(), scale512, Vector512<float>.Zero);
+                if (src != null)
+                {
+                    m0 *= Vector512.Load(src + i);
+                    m1 *= Vector512.Load(src + i + 16);
+                }
+                m0.Store(dst + i);
+                m1.Store(dst + i + 16);
+            }
+            z0 += Vector256.Create((ulong)(i / 4)) * step;
+        }
         for (; i + 16 <= count; i += 16, z0 += four)
         {
             var z = z0;

@@ -387,6 +387,38 @@ public class LossTests
         finally { set_num_threads(threads); }
     }
 
+    /// <summary>Every vector width of the generator (32 and 16 elements per step, the scalar tail) gives element
+    /// 4w + j = (lane j of Mix(seed + (w + 1)·golden) ≥ threshold) · scale, from any first word and for any count.</summary>
+    [Theory]
+    [InlineData(0L, 3L)]
+    [InlineData(0L, 16L)]
+    [InlineData(5L, 33L)]
+    [InlineData(7L, 100L)]
+    [InlineData(123L, 131L)]
+    [InlineData(3L, 50L)]     // 32, then 16, then the tail
+    [InlineData(1L, 1016L)]
+    public unsafe void Dropout_generator_matches_its_scalar_definition(long firstWord, long count)
+    {
+        const ulong seed = 0x1234_5678_9ABC_DEF0UL;
+        var threshold = Dropout.Threshold(0.3);
+        var scale = Dropout.KeepScale(0.3);
+        var src = Enumerable.Range(0, (int)count).Select(i => 1f + i * 0.25f).ToArray();
+        var (plain, times) = (new float[count], new float[count]);
+        fixed (float* d = plain, t = times, sp = src)
+        {
+            Dropout.WriteKeep(seed, firstWord, count, threshold, scale, d);
+            Dropout.WriteKeep(seed, firstWord, count, threshold, scale, t, sp);
+        }
+        for (var i = 0L; i < count; i++)
+        {
+            var z = Dropout.Mix(seed + (ulong)(firstWord + i / 4 + 1) * Dropout.Golden);
+            var keep = (ushort)(z >> (int)(16 * (i % 4))) >= threshold ? scale : 0f;
+            Assert.True(keep == plain[i], $"element {i}: {plain[i]}, expected {keep}");
+            Assert.True(keep * src[i] == times[i], $"element {i} times src: {times[i]}, expected {keep * src[i]}");
+        }
+        Assert.Contains(0f, plain);
+    }
+
     [Fact]
     public void Dropout_gradient_is_the_same_mask()
     {
