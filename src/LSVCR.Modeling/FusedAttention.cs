@@ -479,8 +479,20 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
         private static void SoftmaxBackward(float* p, float* dP, int n, float scale, float* ds)
         {
             var dot = TensorPrimitives.Dot(new ReadOnlySpan<float>(p, n), new ReadOnlySpan<float>(dP, n));
-            var (dotV, scaleV) = (Vector256.Create(dot), Vector256.Create(scale));
             var j = 0;
+            if (Avx512F.IsSupported)
+            {
+                var (dot16, scale16) = (Vector512.Create(dot), Vector512.Create(scale));
+                for (; j + 16 <= n; j += 16) (Vector512.Load(p + j) * (Vector512.Load(dP + j) - dot16) * scale16).Store(ds + j);
+                if (j < n)
+                {
+                    var tail = Tail(n - j);
+                    var (pt, dPt) = (Avx512F.MaskLoad(p + j, tail, Vector512<float>.Zero), Avx512F.MaskLoad(dP + j, tail, Vector512<float>.Zero));
+                    Avx512F.MaskStore(ds + j, tail, pt * (dPt - dot16) * scale16);
+                }
+                return;
+            }
+            var (dotV, scaleV) = (Vector256.Create(dot), Vector256.Create(scale));
             for (; j + 8 <= n; j += 8) (Vector256.Load(p + j) * (Vector256.Load(dP + j) - dotV) * scaleV).Store(ds + j);
             for (; j < n; j++) ds[j] = p[j] * (dP[j] - dot) * scale;
         }

@@ -65,6 +65,23 @@ public unsafe class CpuKernelsTests
         Assert.True(c.narrow(1, cols, 2).isnan().all().item<bool>());
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(7)]
+    [InlineData(16)]
+    [InlineData(50)]  // an attention row: three vectors and a masked tail
+    [InlineData(100)]
+    public void Multiply_is_the_elementwise_product_and_writes_nothing_past_n(int n)
+    {
+        manual_seed(n);
+        using var x = randn(n + 20);
+        using var y = randn(n + 20);
+        using var dst = full(n + 20, float.NaN);
+        CpuKernels.Multiply(CpuKernels.Ptr(x), CpuKernels.Ptr(y), CpuKernels.Ptr(dst), n);
+        Assert.True(dst.narrow(0, 0, n).eq(x.narrow(0, 0, n).mul(y.narrow(0, 0, n))).all().item<bool>());
+        Assert.True(dst.narrow(0, n, 20).isnan().all().item<bool>());
+    }
+
     [Fact]
     public void Gemm_refuses_a_bias_when_accumulating()
     {
