@@ -95,6 +95,7 @@ public unsafe class CpuKernelsTests
     [InlineData(5, 3)]    // scalar only
     [InlineData(16, 32)]  // whole gathers
     [InlineData(21, 7)]   // gathers and a scalar tail
+    [InlineData(37, 48)]  // 16 × 16 register transposes, then gathers and a scalar tail
     public void GatherColumns_transposes_the_listed_rows(int n, int cols)
     {
         manual_seed(n);
