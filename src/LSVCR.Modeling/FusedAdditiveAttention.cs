@@ -105,7 +105,7 @@ internal sealed class FusedAdditiveAttention : autograd.SingleTensorFunction<Fus
         /// x̂ and rstd of LayerNorm(z), y = x̂·γ + β and g = GELU(y) (with GELU'(y) into <paramref name="slope"/>
         /// when given).</summary>
         private static void Hidden(Shape sh, float* h, float* w1t, float* b1, float* gamma, float* beta, Spec spec, long r0, int n,
-            float* z, float* xhat, float* rstd, float* y, float* g, float* slope, float* zeroBias)
+            float* z, float* xhat, float* rstd, float* y, float* g, float* slope)
         {
             var inner = sh.Inner;
             GemmPacked(h + r0 * sh.D, sh.D, 1, w1t, sh.D, z, inner, n, inner, sh.D, bias: b1);
@@ -115,13 +115,12 @@ internal sealed class FusedAdditiveAttention : autograd.SingleTensorFunction<Fus
                 var at = (long)i * inner;
                 rstd[i] = LayerNormRows.Normalise(z + at, inner, spec.Eps, xhat + at, gamma, beta, y + at);
                 if (slope != null) Gelu.ValueAndSlopeRow(y + at, null, g + at, slope + at, inner);
-                else Gelu.ForwardRow(y + at, zeroBias, g + at, inner);
+                else Gelu.ForwardRow(y + at, null, g + at, inner);
             }
         }
 
-        /// <summary>Floats of one work item's scratch: six [rows, 2d] tensors, rstd and the scores per row, and a
-        /// zero row.</summary>
-        private static int ScratchFloats(Shape sh) => 6 * sh.ChunkRows * sh.Inner + 2 * sh.ChunkRows + sh.Inner;
+        /// <summary>Floats of one work item's scratch: six [rows, 2d] tensors, and rstd and the scores per row.</summary>
+        private static int ScratchFloats(Shape sh) => 6 * sh.ChunkRows * sh.Inner + 2 * sh.ChunkRows;
 
         public static void Forward(Tensor hT, Weights wt, Tensor maskT, Tensor outT, Tensor softmaxT, Spec spec)
         {
@@ -138,12 +137,10 @@ internal sealed class FusedAdditiveAttention : autograd.SingleTensorFunction<Fus
                 var g = y + (long)rows * inner;
                 var rstd = g + 3L * rows * inner;          // (two [rows, 2d] tensors are backward-only)
                 var score = rstd + rows;
-                var zeroBias = score + rows;
-                new Span<float>(zeroBias, inner).Clear();
                 var e0 = c * ChunkExamples;
                 var examples = Math.Min(ChunkExamples, sh.Batch - e0);
                 var n = examples * l;
-                Hidden(sh, (float*)h, (float*)w1t, (float*)b1, (float*)gamma, (float*)beta, spec, (long)e0 * l, n, z, xhat, rstd, y, g, null, zeroBias);
+                Hidden(sh, (float*)h, (float*)w1t, (float*)b1, (float*)gamma, (float*)beta, spec, (long)e0 * l, n, z, xhat, rstd, y, g, null);
                 for (var i = 0; i < n; i++) score[i] = Dot(g + (long)i * inner, (float*)w2, inner) + b2;
                 for (var e = 0; e < examples; e++)
                 {
@@ -225,7 +222,7 @@ internal sealed class FusedAdditiveAttention : autograd.SingleTensorFunction<Fus
                 var examples = Math.Min(ChunkExamples, sh.Batch - e0);
                 var n = examples * l;
                 var r0 = (long)e0 * l;
-                Hidden(sh, (float*)h, (float*)w1t, (float*)b1, (float*)gamma, (float*)beta, spec, r0, n, z, xhat, rstd, y, g, slope, null);
+                Hidden(sh, (float*)h, (float*)w1t, (float*)b1, (float*)gamma, (float*)beta, spec, r0, n, z, xhat, rstd, y, g, slope);
                 for (var e = 0; e < examples; e++)
                 {
                     var b = e0 + e;

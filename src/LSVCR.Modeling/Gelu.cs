@@ -14,7 +14,7 @@ internal static unsafe class Gelu
     private const float InvSqrt2 = 0.70710678118654752f;
     private const float InvSqrt2Pi = 0.39894228040143268f;
 
-    /// <summary>g = GELU(z + b) = 0.5·v·(1 + erf(v/√2)) with v = z + b.</summary>
+    /// <summary>g = GELU(v) = 0.5·v·(1 + erf(v/√2)) with v = z (+ b when given).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ForwardRow(float* z, float* b, float* g, int n)
     {
@@ -22,12 +22,13 @@ internal static unsafe class Gelu
         if (Avx512F.IsSupported)
             for (; j + 16 <= n; j += 16)
             {
-                var v = Vector512.Load(z + j) + Vector512.Load(b + j);
+                var v = Vector512.Load(z + j);
+                if (b != null) v += Vector512.Load(b + j);
                 (v * Vector512.Create(0.5f) * (Vector512<float>.One + Erf(v * Vector512.Create(InvSqrt2)))).Store(g + j);
             }
         for (; j < n; j++)
         {
-            var v = z[j] + b[j];
+            var v = b != null ? z[j] + b[j] : z[j];
             g[j] = v * 0.5f * (1f + Erf(v * InvSqrt2));
         }
     }
