@@ -1,17 +1,5 @@
 namespace LSVCR.Data;
 
-public enum TaskKind { Rec, CommRank }
-
-public enum Split { Train, Val, Test }
-
-public static class TaskNames
-{
-    /// <summary>File stem of a task in the reference layout: <c>rec</c> / <c>comm_rank</c>.</summary>
-    public static string FileStem(this TaskKind task) => task == TaskKind.Rec ? "rec" : "comm_rank";
-    public static string FileName(this Split split) => split switch { Split.Train => "train", Split.Val => "val", _ => "test" };
-    public static string FileName(TaskKind task, Split split) => $"{task.FileStem()}.{split.FileName()}.json";
-}
-
 /// <summary>
 /// The examples of one task and split in columnar form (internal ids only). Every variable-length list is CSR:
 /// example i's video history is <c>PhotoHistory[PhotoHistoryOffsets[i]..PhotoHistoryOffsets[i+1]]</c>;

@@ -16,7 +16,7 @@ public sealed class TestDir : IDisposable
 }
 
 /// <summary>Reports synchronously on the reporting thread (Progress&lt;T&gt; would post to the thread pool).</summary>
-public sealed class SyncProgress(Action<LSVCR.Data.JobProgress> handler) : IProgress<LSVCR.Data.JobProgress>
+public sealed class SyncProgress(Action<JobProgress> handler) : IProgress<JobProgress>
 {
-    public void Report(LSVCR.Data.JobProgress value) => handler(value);
+    public void Report(JobProgress value) => handler(value);
 }

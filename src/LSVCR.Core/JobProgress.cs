@@ -1,4 +1,4 @@
-namespace LSVCR.Data;
+namespace LSVCR.Core;
 
 /// <summary>
 /// A progress report from a long library job. Libraries take an <see cref="IProgress{T}"/> of this and never
