@@ -1,12 +1,12 @@
 using System.Security.Cryptography;
-using System.Text.Json;
 
 namespace LSVCR.Artifacts;
 
 /// <summary>
 /// Downloaded artifacts on the local disk, keyed by content hash: <c>objects/ab/abcd…</c> holds a file whose SHA-256 is
 /// its name (checked before it is stored), <c>manifests/&lt;content hash&gt;.json</c> a set's manifest, and
-/// <c>sets/&lt;content hash&gt;/</c> the set's files under their paths (symbolic links into <c>objects/</c>). A file is
+/// <c>sets/&lt;content hash&gt;/</c> the set's files under their paths (hard links to <c>objects/</c>, so they look
+/// and measure like plain files and cost no space). A file is
 /// stored once however many sets hold it, and a worker that has a set opens it again without any request.
 /// Every entry is written under a temporary name and renamed into place, so concurrent workers and kills leave
 /// only whole entries. Nothing is evicted: a host that needs room deletes the folder (it is only a cache).
@@ -115,7 +115,7 @@ public sealed class ArtifactCache
                 Directory.CreateDirectory(Path.GetDirectoryName(link)!);
                 var target = TryGetObject(file.Sha256, file.Size)
                              ?? throw new InvalidOperationException($"cache object {file.Sha256} of '{manifest.Set}/{file.Path}' is missing");
-                File.CreateSymbolicLink(link, target);
+                Link(target, link);
             }
             Directory.CreateDirectory(Path.GetDirectoryName(dir)!);
             try { Directory.Move(tmp, dir); }
@@ -128,5 +128,15 @@ public sealed class ArtifactCache
         }
     }
 
-    internal static JsonSerializerOptions Json => ArtifactManifest.Json;
+    /// <summary>A hard link (both paths are inside the cache root, one file system); a copy where links are not allowed.</summary>
+    private static void Link(string target, string link)
+    {
+        // .NET has symbolic links only, and a symbolic link reports its own length to FileInfo and dangles if the
+        // object goes; libc's link(2) is the whole of what is needed here.
+        if (HardLink(target, link) != 0) File.Copy(target, link);
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "link", SetLastError = true)]
+    private static extern int HardLink([System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string oldPath,
+        [System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string newPath);
 }

@@ -83,8 +83,12 @@ public abstract class ArtifactStore : IArtifactStore
     public async Task<LocalArtifactSet> OpenAsync(string set, CancellationToken ct = default)
     {
         var manifest = await TryGetManifestAsync(set, ct) ?? throw NotFound(set);
-        return await OpenAsync(manifest.ToReference(Name), ct);
+        Remember(manifest);
+        return new LocalArtifactSet(manifest.ToReference(Name), manifest, await MaterializeAsync(manifest, ct));
     }
+
+    /// <summary>Called with a manifest just read from the store (a cache may keep it: sets are immutable).</summary>
+    protected virtual void Remember(ArtifactManifest manifest) { }
 
     public async Task DeleteAsync(string set, CancellationToken ct = default)
     {

@@ -139,6 +139,8 @@ public sealed class BlobArtifactStore : ArtifactStore
         return manifest;
     }
 
+    protected override void Remember(ArtifactManifest manifest) => Cache.AddManifest(manifest);
+
     protected override async Task<string> MaterializeAsync(ArtifactManifest manifest, CancellationToken ct)
     {
         foreach (var file in manifest.Files)

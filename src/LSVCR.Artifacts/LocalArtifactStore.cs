@@ -4,8 +4,8 @@ using System.Security.Cryptography;
 namespace LSVCR.Artifacts;
 
 /// <summary>
-/// Artifact sets in a local folder (the embedded CLI, tests). Files are written in place under the set's upload
-/// folder; the manifest is written to a temporary file and linked into place without overwriting (create-if-absent),
+/// Artifact sets in a local folder (the embedded CLI, tests). Files are written under the set's upload folder
+/// (each under a temporary name, renamed when complete); the manifest is written to a temporary file and linked into place without overwriting (create-if-absent),
 /// so a set is visible exactly when its manifest is. Files are read where they are, not copied: opening a set verifies
 /// every file's hash once per store instance.
 /// </summary>
@@ -30,18 +30,30 @@ public sealed class LocalArtifactStore : ArtifactStore
     {
         var path = Full(storePath);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        // Under a temporary name until complete, like a blob that exists only once committed: no file in the store is
+        // ever a partial copy under its real name (the manifest would not list it anyway).
+        var tmp = Path.Combine(Path.GetDirectoryName(path)!, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         long size = 0;
-        await using (var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, CopyBuffer, FileOptions.Asynchronous))
+        try
         {
-            var buffer = new byte[CopyBuffer];
-            int n;
-            while ((n = await content.ReadAsync(buffer, ct)) > 0)
+            await using (var file = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, CopyBuffer, FileOptions.Asynchronous))
             {
-                hash.AppendData(buffer, 0, n);
-                await file.WriteAsync(buffer.AsMemory(0, n), ct);
-                size += n;
+                var buffer = new byte[CopyBuffer];
+                int n;
+                while ((n = await content.ReadAsync(buffer, ct)) > 0)
+                {
+                    hash.AppendData(buffer, 0, n);
+                    await file.WriteAsync(buffer.AsMemory(0, n), ct);
+                    size += n;
+                }
+                file.Flush(flushToDisk: true);
             }
+            File.Move(tmp, path, overwrite: false);
+        }
+        finally
+        {
+            File.Delete(tmp);
         }
         return (Convert.ToHexStringLower(hash.GetHashAndReset()), size);
     }
