@@ -59,11 +59,13 @@ public static class ArtifactStores
     }
 
     /// <summary>
-    /// Registers <see cref="IArtifactStore"/> (a singleton) from <c>ConnectionStrings:artifacts</c> or the <c>Artifacts</c>
+    /// Registers <see cref="IArtifactStore"/> (a singleton; once, however often called) from <c>ConnectionStrings:artifacts</c> or the <c>Artifacts</c>
     /// section; the options are validated when the host starts, so a missing store fails start-up with the key to set.
     /// </summary>
     public static IServiceCollection AddArtifactStore(this IServiceCollection services, IConfiguration configuration)
     {
+        // Idempotent: every job registration calls it.
+        if (services.Any(d => d.ServiceType == typeof(IArtifactStore))) return services;
         services.AddOptions<ArtifactStoreOptions>()
             .Bind(configuration.GetSection(ArtifactStoreOptions.Section))
             .PostConfigure(o =>
