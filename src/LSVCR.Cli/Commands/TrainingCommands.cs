@@ -20,7 +20,7 @@ public static class TrainingCommands
     internal static TrainOptions Effective(TrainOptions options)
     {
         var effective = TrainSettings.Resolve(options);
-        AnsiConsole.MarkupLineInterpolated($"[grey]settings:[/] {TrainSettings.Describe(effective)}");
+        Console.WriteLine($"settings: {TrainSettings.Describe(effective)}");   // one unwrapped line, for logs and greps
         return effective;
     }
 
