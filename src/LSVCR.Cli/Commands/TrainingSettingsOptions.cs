@@ -19,6 +19,7 @@ internal sealed class TrainingSettingsOptions
 
     public Option<string?> Config { get; } = new("--config")
     {
+        HelpName = "FILE",
         Description = "Settings file, JSON or YAML, with keys named like these flags (e.g. {\"epochs\": 1, \"dropout\": 0.1}); " +
                       "flags given as well override it. Every key, its default and the reference's value: docs/training.md.",
     };
@@ -62,7 +63,7 @@ internal sealed class TrainingSettingsOptions
         Add<double?>("attention-dropout", $"Attention dropout alone, in [0, 1) (default: --dropout; reference 0.3).");
         Add<int>("max-position", $"Longest history kept, most recent entries (default {d.MaxPosition}; reference 50).");
         Add<double>("temperature", $"Softmax temperature T of the cosine scores (default {d.Temperature:G}; reference 0.07).");
-        Add<string?>("init", $"Weights to start from: a checkpoint folder (e.g. a previous run; its model shape is used) or a reference state dict (.pt/.bin/.safetensors, e.g. stage 1).");
+        Add<string?>("init", $"Weights to start from: a checkpoint folder (e.g. a previous run; its model shape is used) or a reference state dict (.pt/.bin/.safetensors, e.g. stage 1).", o => o.HelpName = "CHECKPOINT");
         Add<int?>("threads", $"libtorch intra-op threads (default: one per core; 1 is often fastest on small shared machines).");
         Add<int>("shards", $"Data-parallel slices of each batch, run concurrently when there is a thread per slice; results depend on this, not on --threads (default {d.Shards}).");
         return s;
