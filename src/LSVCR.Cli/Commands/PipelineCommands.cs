@@ -39,8 +39,10 @@ public static class PipelineCommands
         {
             var seedValue = parse.GetValue(seed);
             var seedGiven = parse.GetResult(seed) is { Implicit: false };
-            var training = TrainingCommands.Effective(settings.Read(parse, defaults.Training with { Seed = seedValue },
-                seedGiven ? new System.Text.Json.Nodes.JsonObject { ["seed"] = seedValue } : null));
+            var training = settings.Read(parse, defaults.Training with { Seed = seedValue },
+                seedGiven ? new System.Text.Json.Nodes.JsonObject { ["seed"] = seedValue } : null);
+            // Printed resolved, passed on as given: an alignment stage's checkpoint may still supply the model shape.
+            TrainingCommands.Effective(training);
             var options = defaults with
             {
                 OutDir = parse.GetValue(output)!,
