@@ -157,6 +157,33 @@ public static class Checkpoint
         }
     }
 
+    /// <summary>
+    /// Tensor shapes of a safetensors file by normalised parameter name, read from its JSON header alone (a stage-1 file
+    /// may hold a whole LLM: its weights are not read). Null for other formats: a pickle's shapes need the whole file.
+    /// </summary>
+    public static IReadOnlyDictionary<string, long[]>? ReadShapes(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
+        if (!LooksLikeSafetensors(path)) return null;
+        try
+        {
+            using var f = File.OpenRead(path);
+            var head = new byte[8];
+            f.ReadExactly(head);
+            var header = new byte[BitConverter.ToUInt64(head)];
+            f.ReadExactly(header);
+            var shapes = new Dictionary<string, long[]>();
+            foreach (var (key, entry) in JsonNode.Parse(header)!.AsObject())
+                if (key != "__metadata__" && entry?["shape"] is JsonArray shape)
+                    shapes.TryAdd(Normalise(key), [.. shape.Select(d => (long)d!)]);
+            return shapes;
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or EndOfStreamException)
+        {
+            throw new LsvcrException($"{path}: unreadable safetensors header ({e.Message})", e);
+        }
+    }
+
     /// <summary>Safetensors starts with an 8-byte little-endian header length followed by '{'.</summary>
     private static bool LooksLikeSafetensors(string path)
     {

@@ -49,6 +49,10 @@ public sealed record ExperimentReport
                            $"negatives {(t.Negatives?.ToString(inv) ?? "default (Rec full softmax, CommRank 19)")}, seed {t.Seed}, " +
                            $"{t.Shards} data-parallel shard{(t.Shards == 1 ? "" : "s")} per batch. " +
                            $"Evaluation seed {Evaluation.Seed}.").AppendLine();
+        md.AppendLine(inv, $"Model: hidden {t.Hidden}, heads {t.Heads}, layers {t.Layers}, mix layers {t.MixLayers}, inner {t.Inner}, " +
+                           $"dropout {t.Dropout} (attention {t.EffectiveAttentionDropout}), max position {t.MaxPosition}, temperature {t.Temperature}; " +
+                           $"AdamW betas ({t.AdamBeta1}, {t.AdamBeta2}), eps {t.AdamEps}. " +
+                           $"All settings: `training` in report.json.").AppendLine();
         foreach (var group in Rows.GroupBy(r => (r.Task, r.Protocol)))
         {
             var first = group.First().Result;
@@ -89,7 +93,8 @@ public static class ExperimentRunner
         ExperimentOptions options, IProgress<JobProgress>? progress = null, CancellationToken ct = default)
     {
         foreach (var v in options.Variants) Variants.Check(v);
-        options.Training.Check();
+        // Every variant trains with the same effective settings, and the report records them.
+        options = options with { Training = TrainSettings.Resolve(options.Training) };
         options.Evaluation.Check();
         TextEmbeddings.Check(photoEmbs, commentEmbs, data.Catalog);
         Directory.CreateDirectory(options.OutDir);

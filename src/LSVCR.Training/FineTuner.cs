@@ -27,6 +27,13 @@ public sealed record EpochRecord
     [JsonPropertyName("best")] public bool Best { get; init; }
 }
 
+/// <summary><c>history.json</c>: the effective settings of the run and one record per finished epoch.</summary>
+public sealed record RunHistory
+{
+    [JsonPropertyName("settings")] public required TrainOptions Settings { get; init; }
+    [JsonPropertyName("epochs")] public required IReadOnlyList<EpochRecord> Epochs { get; init; }
+}
+
 public sealed record TrainResult
 {
     public required TaskKind Task { get; init; }
@@ -40,6 +47,8 @@ public sealed record TrainResult
     /// <summary>Epochs that were already done when this call started (0 = fresh run).</summary>
     public required int ResumedAfterEpoch { get; init; }
     public required IReadOnlyList<EpochRecord> History { get; init; }
+    /// <summary>The effective settings (<see cref="TrainSettings.Resolve"/>).</summary>
+    public required TrainOptions Settings { get; init; }
 }
 
 /// <summary>
@@ -79,12 +88,14 @@ public static class FineTuner
     private static TrainResult Run(LsvcrDataset data, FloatMatrix photoEmbs, FloatMatrix commentEmbs, TaskKind task, string variant,
         string outDir, TrainOptions options, EvalOptions validation, IProgress<JobProgress>? progress, CancellationToken ct)
     {
-        options.Check();
+        // The effective settings: an init checkpoint's model shape, defaults spelled out (checked, one message per problem).
+        options = TrainSettings.Resolve(options);
         Variants.Check(variant);
         if (!Variants.IsTrained(variant)) throw new LsvcrException($"variant '{variant}' has no model to train");
         TextEmbeddings.Check(photoEmbs, commentEmbs, data.Catalog);
         var train = data[task, Split.Train];
-        var config = Variants.ModelConfig(variant, task, data.Catalog.PhotoCount, data.Catalog.CommentCount, photoEmbs.Cols, options.Model);
+        var config = Variants.ModelConfig(variant, task, data.Catalog.PhotoCount, data.Catalog.CommentCount, photoEmbs.Cols,
+            TrainSettings.ModelConfig(options, data.Catalog.PhotoCount, data.Catalog.CommentCount, photoEmbs.Cols));
         bool dropComments = Variants.DropsComments(variant);
         var source = new BatchSource(data.Catalog, train, training: true, config.MaxPosition, dropComments, options.Negatives);
         if (source.TrainableExamples.Length == 0)
@@ -100,7 +111,7 @@ public static class FineTuner
         if (state.StoppedEarly || state.CompletedEpochs >= options.Epochs)
         {
             progress?.Report(new($"train {name}", state.CompletedEpochs, state.CompletedEpochs, "already finished"));
-            return Result(state, task, variant, outDir, resumedAfter);
+            return Result(state, task, variant, outDir, resumedAfter, options);
         }
 
         // Training allocates and frees the same large tensors every step; keeping freed memory in the heap avoids
@@ -119,7 +130,7 @@ public static class FineTuner
                 (report.Missing.Count > 0 ? $"; missing: {string.Join(", ", report.Missing)}" : "")));
         }
         var parameters = model.parameters().Where(p => p.requires_grad).ToList();
-        using var optimizer = torch.optim.AdamW(parameters, options.Lr, weight_decay: options.WeightDecay);
+        using var optimizer = TrainSettings.Optimizer(parameters, options);
         if (state.CompletedEpochs > 0)
         {
             var last = Path.Combine(outDir, LastDir);
@@ -180,7 +191,7 @@ public static class FineTuner
             };
             history.Add(record);
             if (better)
-                ModelStore.Save(model, new ModelInfo { Task = Protocols.TaskName(task), Variant = variant, Config = config, Epoch = epoch, ValNdcg5 = metric },
+                ModelStore.Save(model, new ModelInfo { Task = Protocols.TaskName(task), Variant = variant, Config = config, Epoch = epoch, ValNdcg5 = metric, Settings = options },
                     Path.Combine(outDir, BestDir));
             int bad = better ? 0 : state.BadEpochs + 1;
             state = state with
@@ -188,28 +199,36 @@ public static class FineTuner
                 CompletedEpochs = epoch, Step = step, BadEpochs = bad, StoppedEarly = bad >= options.Patience, History = history,
                 BestEpoch = better ? epoch : state.BestEpoch, BestMetric = better ? (double.IsNaN(metric) ? double.NegativeInfinity : metric) : state.BestMetric,
             };
-            SaveLast(model, optimizer, state, new ModelInfo { Task = Protocols.TaskName(task), Variant = variant, Config = config, Epoch = epoch, ValNdcg5 = metric }, outDir);
+            SaveLast(model, optimizer, state, new ModelInfo { Task = Protocols.TaskName(task), Variant = variant, Config = config, Epoch = epoch, ValNdcg5 = metric, Settings = options }, options, outDir);
             progress?.Report(new($"train {name}", epoch, options.Epochs,
                 $"epoch {epoch}: loss {record.Loss:F4}, val ndcg@5 {metric:F4}{(better ? " (best)" : "")}"));
             if (state.StoppedEarly) break;
         }
-        return Result(state, task, variant, outDir, resumedAfter);
+        return Result(state, task, variant, outDir, resumedAfter, options);
     }
 
-    /// <summary>Linear warmup over the first <c>Warmup</c> fraction of the steps, then constant or linear decay to 0.</summary>
+    /// <summary>
+    /// Learning rate of step <paramref name="step"/> (0-based): linear warmup over <see cref="WarmupSteps"/> steps starting
+    /// at 0, then constant or linear decay to 0 at the last step — Hugging Face's <c>get_constant_schedule_with_warmup</c>
+    /// and <c>get_linear_schedule_with_warmup</c>, which the reference's trainer uses.
+    /// </summary>
     public static double LearningRate(TrainOptions o, long step, long totalSteps)
     {
-        long warmup = (long)Math.Round(o.Warmup * totalSteps);
-        if (step < warmup) return o.Lr * (step + 1) / warmup;
+        long warmup = WarmupSteps(o, totalSteps);
+        if (step < warmup) return o.Lr * step / warmup;
         if (o.Schedule == "linear")
             return o.Lr * Math.Max(0, totalSteps - step) / Math.Max(1, totalSteps - warmup);
         return o.Lr;
     }
 
+    /// <summary>ceil(warmup × steps), as the Hugging Face trainer counts warmup steps from a ratio.</summary>
+    public static long WarmupSteps(TrainOptions o, long totalSteps) => (long)Math.Ceiling(totalSteps * o.Warmup);
+
     internal static int Mix(int seed, int epoch) => unchecked(seed * 1_000_003 + epoch * 7_919 + 104_729);
 
-    private static TrainResult Result(RunState s, TaskKind task, string variant, string outDir, int resumedAfter) => new()
+    private static TrainResult Result(RunState s, TaskKind task, string variant, string outDir, int resumedAfter, TrainOptions settings) => new()
     {
+        Settings = settings,
         Task = task, Variant = variant, OutDir = outDir, EpochsRun = s.CompletedEpochs, BestEpoch = s.BestEpoch,
         BestValNdcg5 = s.BestMetric, StoppedEarly = s.StoppedEarly, ResumedAfterEpoch = resumedAfter, History = s.History,
     };
@@ -218,7 +237,7 @@ public static class FineTuner
     private static string Fingerprint(TaskKind task, string variant, RecComConfig config, TrainOptions o, LsvcrDataset data) =>
         JsonSerializer.Serialize(new
         {
-            task = Protocols.TaskName(task), variant, config, o.BatchSize, o.Lr, o.WeightDecay, o.Schedule, o.Warmup, o.Patience,
+            task = Protocols.TaskName(task), variant, config, o.BatchSize, o.Lr, o.WeightDecay, o.AdamBeta1, o.AdamBeta2, o.AdamEps, o.Schedule, o.Warmup, o.Patience,
             o.IdTextWeight, o.Negatives, o.Seed, o.Init, o.Shards, train = data[task, Split.Train].Count, val = data[task, Split.Val].Count,
         });
 
@@ -271,7 +290,7 @@ public static class FineTuner
         }
     }
 
-    private static void SaveLast(RecCom model, TorchSharp.Modules.AdamW optimizer, RunState state, ModelInfo info, string outDir)
+    private static void SaveLast(RecCom model, TorchSharp.Modules.AdamW optimizer, RunState state, ModelInfo info, TrainOptions settings, string outDir)
     {
         ModelStore.Save(model, info, Path.Combine(outDir, LastDir), tmp =>
         {
@@ -280,7 +299,7 @@ public static class FineTuner
         });
         // history.json sits beside the checkpoints for people and dashboards; the resume state keeps its own copy.
         var historyPath = Path.Combine(outDir, HistoryFile);
-        File.WriteAllText(historyPath + ".tmp", JsonSerializer.Serialize(state.History, Json.Indented));
+        File.WriteAllText(historyPath + ".tmp", JsonSerializer.Serialize(new RunHistory { Settings = settings, Epochs = state.History }, Json.Indented));
         File.Move(historyPath + ".tmp", historyPath, overwrite: true);
     }
 }

@@ -15,6 +15,9 @@ public sealed record ModelInfo
     /// <summary>Validation ndcg@5 of this checkpoint (NaN when the split had no examples).</summary>
     public double ValNdcg5 { get; init; }
     public DateTimeOffset SavedAt { get; init; } = DateTimeOffset.UtcNow;
+    /// <summary>The effective settings of the run that trained it (metadata <c>settings</c>); null for checkpoints
+    /// written before settings were stored, or whose settings this version cannot read.</summary>
+    public TrainOptions? Settings { get; init; }
 }
 
 /// <summary>
@@ -37,6 +40,7 @@ public static class ModelStore
         {
             ["task"] = info.Task, ["variant"] = info.Variant, ["epoch"] = info.Epoch,
             ["val_ndcg@5"] = double.IsFinite(info.ValNdcg5) ? info.ValNdcg5 : null, ["saved_at"] = info.SavedAt.ToString("O"),
+            ["settings"] = info.Settings?.ToJsonObject(),
         });
         extra?.Invoke(tmp);
         Replace(tmp, full);
@@ -74,7 +78,17 @@ public static class ModelStore
             Config = info.Config,
             Epoch = (int?)m["epoch"] ?? 0,
             ValNdcg5 = (double?)m["val_ndcg@5"] ?? double.NaN,
+            Settings = ReadSettings(m["settings"] as JsonObject),
         };
+    }
+
+    /// <summary>The stored settings are a record of the run; the model itself is rebuilt from <c>config</c>, so settings a
+    /// newer version wrote (unknown keys) do not stop a load.</summary>
+    private static TrainOptions? ReadSettings(JsonObject? stored)
+    {
+        if (stored is null) return null;
+        try { return new TrainOptions().With(stored, "settings"); }
+        catch (LsvcrException) { return null; }
     }
 
     /// <summary>Rebuilds the model of <paramref name="dir"/> (see <see cref="Locate"/>) over the given text embeddings.</summary>

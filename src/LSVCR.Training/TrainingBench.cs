@@ -19,9 +19,10 @@ public static class TrainingBench
     public static TrainingBenchResult Measure(LsvcrDataset data, FloatMatrix photoEmbs, FloatMatrix commentEmbs, TaskKind task, string variant,
         TrainOptions options, int batches, IProgress<JobProgress>? progress = null, CancellationToken ct = default)
     {
-        options.Check();
+        options = TrainSettings.Resolve(options);
         TextEmbeddings.Check(photoEmbs, commentEmbs, data.Catalog);
-        var config = Variants.ModelConfig(variant, task, data.Catalog.PhotoCount, data.Catalog.CommentCount, photoEmbs.Cols, options.Model);
+        var config = Variants.ModelConfig(variant, task, data.Catalog.PhotoCount, data.Catalog.CommentCount, photoEmbs.Cols,
+            TrainSettings.ModelConfig(options, data.Catalog.PhotoCount, data.Catalog.CommentCount, photoEmbs.Cols));
         var source = new BatchSource(data.Catalog, data[task, Split.Train], training: true, config.MaxPosition, Variants.DropsComments(variant), options.Negatives);
         int n = Math.Min(batches, (source.TrainableExamples.Length + options.BatchSize - 1) / options.BatchSize);
         if (n == 0) throw new LsvcrException($"{TaskNames.FileName(task, Split.Train)}: no training examples");
@@ -37,7 +38,7 @@ public static class TrainingBench
 
         torch.manual_seed(options.Seed);
         using var model = ModelStore.Create(config, photoEmbs, commentEmbs);
-        using var optimizer = torch.optim.AdamW(model.parameters(), options.Lr, weight_decay: options.WeightDecay);
+        using var optimizer = TrainSettings.Optimizer(model.parameters(), options);
         model.train();
         int trained = 0, steps = 0;
         clock.Restart();

@@ -74,10 +74,21 @@ public class EvaluatorTests
     [Fact]
     public void Learning_rate_warms_up_then_is_constant_or_decays_linearly()
     {
+        // Hugging Face's warmup: ceil(0.1 × 100) = 10 steps at 0, 0.1, …, 0.9 × lr, then lr.
         var constant = new TrainOptions { Lr = 1.0, Warmup = 0.1 };
-        Assert.Equal(0.1, FineTuner.LearningRate(constant, 0, 100), Eps);
-        Assert.Equal(1.0, FineTuner.LearningRate(constant, 9, 100), Eps);
+        Assert.Equal(10, FineTuner.WarmupSteps(constant, 100));
+        Assert.Equal(0.0, FineTuner.LearningRate(constant, 0, 100), Eps);
+        Assert.Equal(0.1, FineTuner.LearningRate(constant, 1, 100), Eps);
+        Assert.Equal(0.9, FineTuner.LearningRate(constant, 9, 100), Eps);
+        Assert.Equal(1.0, FineTuner.LearningRate(constant, 10, 100), Eps);
         Assert.Equal(1.0, FineTuner.LearningRate(constant, 99, 100), Eps);
+        // Rounded up: 3 % of 50 steps is 1.5, so 2 warmup steps (lr 0, then lr / 2); the reference's stage-1 ratio.
+        var stage1 = new TrainOptions { Lr = 1.0, Warmup = 0.03 };
+        Assert.Equal(2, FineTuner.WarmupSteps(stage1, 50));
+        Assert.Equal(0.5, FineTuner.LearningRate(stage1, 1, 50), Eps);
+        Assert.Equal(1.0, FineTuner.LearningRate(stage1, 2, 50), Eps);
+        Assert.Equal(0, FineTuner.WarmupSteps(new TrainOptions(), 1000));
+        Assert.Equal(1e-3, FineTuner.LearningRate(new TrainOptions(), 0, 1000), Eps);
         var linear = constant with { Schedule = "linear" };
         Assert.Equal(1.0, FineTuner.LearningRate(linear, 10, 100), Eps);
         Assert.Equal(0.5, FineTuner.LearningRate(linear, 55, 100), Eps);

@@ -22,8 +22,8 @@ public class FineTunerTests
         using var cts = new CancellationTokenSource();
         var cancelAfterEpoch1 = new SyncProgress(p => { if (p.Stage == "train rec full" && p.Done == 1) cts.Cancel(); });
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Train(dir.Sub("b"), Options, progress: cancelAfterEpoch1, ct: cts.Token));
-        var partial = JsonSerializer.Deserialize<List<EpochRecord>>(File.ReadAllText(Path.Combine(dir.Sub("b"), FineTuner.HistoryFile)))!;
-        Assert.Single(partial);
+        var partial = JsonSerializer.Deserialize<RunHistory>(File.ReadAllText(Path.Combine(dir.Sub("b"), FineTuner.HistoryFile)))!;
+        Assert.Single(partial.Epochs);
 
         var resumed = await Train(dir.Sub("b"), Options);
         Assert.Equal(1, resumed.ResumedAfterEpoch);
@@ -54,7 +54,7 @@ public class FineTunerTests
         e = await Assert.ThrowsAsync<LsvcrException>(() => Train(dir.Path, Options with { Epochs = 1, Shards = 1 }));
         Assert.Contains("holds a run with different settings (Shards: 2 → 1);", e.Message);
         e = await Assert.ThrowsAsync<LsvcrException>(() => Train(dir.Path, Options with { Epochs = 1, Shards = 0 }));
-        Assert.Contains("--shards must be at least 1 (got 0)", e.Message);
+        Assert.Contains("shards must be at least 1 (got 0)", e.Message);
     }
 
     [Fact]

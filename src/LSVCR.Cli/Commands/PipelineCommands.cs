@@ -16,10 +16,11 @@ public static class PipelineCommands
         var output = new Option<string>("--out") { Description = "Folder for every artifact of the run: data/, embeddings/, experiment/ (report.md, report.json, checkpoints).", DefaultValueFactory = _ => "out" };
         var users = new Option<int>("--users") { Description = "Synthetic dataset only: number of users.", DefaultValueFactory = _ => defaults.Synth.Users };
         var videos = new Option<int>("--videos") { Description = "Synthetic dataset only: number of videos (0 = scale with users).", DefaultValueFactory = _ => defaults.Synth.Videos };
-        var seed = new Option<int>("--seed") { Description = "Seed for the synthetic data, training and evaluation sampling.", DefaultValueFactory = _ => defaults.Synth.Seed };
+        var seed = new Option<int>("--seed") { Description = "Seed for the synthetic data, training and evaluation sampling (a settings file's \"seed\" seeds training alone).", DefaultValueFactory = _ => defaults.Synth.Seed };
         var encoder = new Option<string>("--encoder") { Description = "Text encoder for item embeddings (see `lsvcr embed --help`).", DefaultValueFactory = _ => defaults.Embed.Encoder };
-        var epochs = new Option<int>("--epochs") { Description = "Maximum fine-tuning epochs per task and variant (early stopping may end sooner).", DefaultValueFactory = _ => defaults.Training.Epochs };
-        var batch = new Option<int>("--batch") { Description = "Training batch size.", DefaultValueFactory = _ => defaults.Training.BatchSize };
+        // Training settings as for `lsvcr train`, per task and variant; --seed is the pipeline's own (it seeds the data too)
+        // and the init checkpoint is the alignment stage's output.
+        var settings = TrainingSettingsOptions.Create(defaults.Training, "seed", "init");
         var variants = new Option<string[]>("--variants")
         {
             Description = $"Variants to train and evaluate: {string.Join(", ", ExperimentOptions.AllVariants)}.",
@@ -31,11 +32,17 @@ public static class PipelineCommands
             "Run the whole pipeline in one process: [synthetic data] → embeddings → [stage-1 alignment slot] → fine-tuning " +
             "(both tasks, every variant) → evaluation → report. Every step reuses or resumes what an earlier run left in --out.")
         {
-            data, output, users, videos, seed, encoder, epochs, batch, variants, tasks,
+            data, output, users, videos, seed, encoder, variants, tasks,
         };
+        settings.AddTo(command);
         CliAction.Set(command, async (parse, ct) =>
         {
             var seedValue = parse.GetValue(seed);
+            var seedGiven = parse.GetResult(seed) is { Implicit: false };
+            var training = settings.Read(parse, defaults.Training with { Seed = seedValue },
+                seedGiven ? new System.Text.Json.Nodes.JsonObject { ["seed"] = seedValue } : null);
+            // Printed resolved, passed on as given: an alignment stage's checkpoint may still supply the model shape.
+            TrainingCommands.Effective(training);
             var options = defaults with
             {
                 OutDir = parse.GetValue(output)!,
@@ -44,7 +51,7 @@ public static class PipelineCommands
                 Embed = defaults.Embed with { Encoder = parse.GetValue(encoder)! },
                 Variants = ParseList(parse.GetValue(variants)!, "--variants", ExperimentOptions.AllVariants),
                 Tasks = [.. ParseList(parse.GetValue(tasks)!, "--tasks", ["rec", "commrank"]).Select(ParseTask)],
-                Training = defaults.Training with { Epochs = parse.GetValue(epochs), BatchSize = parse.GetValue(batch), Seed = seedValue },
+                Training = training,
                 Evaluation = defaults.Evaluation with { Seed = seedValue },
             };
             var result = await CliProgress.RunAsync(p => Task.Run(() => EmbeddedPipeline.RunAsync(options, p, ct), ct));

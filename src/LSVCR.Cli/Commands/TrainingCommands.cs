@@ -15,38 +15,13 @@ public static class TrainingCommands
 
     private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
-    private sealed record TrainingOptionSet(
-        Option<int> Epochs, Option<int> Batch, Option<double> Lr, Option<double> WeightDecay, Option<string> Schedule,
-        Option<double> Warmup, Option<int> Patience, Option<double> IdTextWeight, Option<int?> Negatives, Option<int> Seed,
-        Option<int?> Threads, Option<int> Shards)
+    /// <summary>Resolves the settings (init checkpoint shape, defaults spelled out; errors before any data is read) and
+    /// prints them, so the log of every run starts with what it ran with.</summary>
+    internal static TrainOptions Effective(TrainOptions options)
     {
-        public static TrainingOptionSet Create(int defaultEpochs)
-        {
-            var d = new TrainOptions();
-            return new(
-                new("--epochs") { Description = "Most epochs to train (early stopping may end sooner).", DefaultValueFactory = _ => defaultEpochs },
-                new("--batch") { Description = "Examples per batch.", DefaultValueFactory = _ => d.BatchSize },
-                new("--lr") { Description = "AdamW learning rate.", DefaultValueFactory = _ => d.Lr },
-                new("--weight-decay") { Description = "AdamW weight decay.", DefaultValueFactory = _ => d.WeightDecay },
-                new Option<string>("--schedule") { Description = "Learning-rate schedule after warmup.", DefaultValueFactory = _ => d.Schedule }.AcceptOnlyFromAmong("constant", "linear"),
-                new("--warmup") { Description = "Linear warmup as a fraction of all steps (0-1).", DefaultValueFactory = _ => d.Warmup },
-                new("--patience") { Description = "Stop after this many epochs without a better validation ndcg@5.", DefaultValueFactory = _ => d.Patience },
-                new("--id-text-weight") { Description = "Weight of the id–text alignment loss.", DefaultValueFactory = _ => d.IdTextWeight },
-                new("--negatives") { Description = "Rec: sampled softmax with K negatives (default: full softmax). CommRank: negatives per positive (default 19)." },
-                new("--seed") { Description = "Seed of initialisation, shuffling, sampling and dropout.", DefaultValueFactory = _ => d.Seed },
-                new("--threads") { Description = "libtorch intra-op threads (default: one per core; 1 is often fastest on small shared machines)." },
-                new("--shards") { Description = "Data-parallel slices of each batch, run concurrently when there is a thread per slice (results depend on this, not on --threads).", DefaultValueFactory = _ => d.Shards });
-        }
-
-        public IEnumerable<Option> All => [Epochs, Batch, Lr, WeightDecay, Schedule, Warmup, Patience, IdTextWeight, Negatives, Seed, Threads, Shards];
-
-        public TrainOptions Read(ParseResult p) => new()
-        {
-            Epochs = p.GetValue(Epochs), BatchSize = p.GetValue(Batch), Lr = p.GetValue(Lr), WeightDecay = p.GetValue(WeightDecay),
-            Schedule = p.GetValue(Schedule)!, Warmup = p.GetValue(Warmup), Patience = p.GetValue(Patience),
-            IdTextWeight = p.GetValue(IdTextWeight), Negatives = p.GetValue(Negatives), Seed = p.GetValue(Seed), Threads = p.GetValue(Threads),
-            Shards = p.GetValue(Shards),
-        };
+        var effective = TrainSettings.Resolve(options);
+        Console.WriteLine($"settings: {TrainSettings.Describe(effective)}");   // one unwrapped line, for logs and greps
+        return effective;
     }
 
     private static Option<string> DataOption() => new("--data") { Description = "Dataset folder in the reference layout.", Required = true };
@@ -69,17 +44,16 @@ public static class TrainingCommands
         var output = new Option<string>("--out") { Description = "Run folder: best/ (best validation checkpoint), last/ (resume state), history.json. Rerunning the same command resumes.", Required = true };
         var variant = new Option<string>("--variant") { Description = "Model variant.", DefaultValueFactory = _ => Variants.Full }
             .AcceptOnlyFromAmong(Variants.Full, Variants.IdOnly, Variants.TextOnly, Variants.NoComments);
-        var init = new Option<string?>("--init") { Description = "Weights to start from: a checkpoint folder (e.g. a previous run) or a reference state dict (.pt/.bin/.safetensors, e.g. stage 1)." };
-        var opts = TrainingOptionSet.Create(new TrainOptions().Epochs);
+        var opts = TrainingSettingsOptions.Create(new TrainOptions());
         var command = new Command("train", "Stage-2 fine-tuning of the SR model on one task: AdamW, per-epoch validation ndcg@5, early stopping, best and resumable last checkpoints.")
         {
-            task, data, embeddings, output, variant, init,
+            task, data, embeddings, output, variant,
         };
-        foreach (var o in opts.All) command.Options.Add(o);
+        opts.AddTo(command);
         CliAction.Set(command, async (parse, ct) =>
         {
+            var options = Effective(opts.Read(parse, new TrainOptions()));
             var (dataset, photos, comments) = await LoadAsync(parse.GetValue(data)!, parse.GetValue(embeddings)!);
-            var options = opts.Read(parse) with { Init = parse.GetValue(init) };
             var outDir = parse.GetValue(output)!;
             var result = await CliProgress.RunAsync(p => FineTuner.RunAsync(dataset, photos, comments, Protocols.ParseTask(parse.GetValue(task)!),
                 parse.GetValue(variant)!, outDir, options, progress: p, ct: ct));
@@ -116,18 +90,21 @@ public static class TrainingCommands
             var (dataset, photos, comments) = await LoadAsync(parse.GetValue(data)!, parse.GetValue(embeddings)!);
             var splitValue = Enum.Parse<Split>(parse.GetValue(split)!, ignoreCase: true);
             var options = new EvalOptions { Ks = kList, Seed = parse.GetValue(seed) };
-            var result = await CliProgress.RunAsync(p => Task.Factory.StartNew(() =>
+            // The model is rebuilt with the settings stored in its config.json (shape, dropout, temperature, max position).
+            var (result, info) = await CliProgress.RunAsync(p => Task.Factory.StartNew(() =>
             {
                 var (m, info) = ModelStore.Load(parse.GetValue(model)!, photos, comments);
                 using (m)
-                    return Evaluator.Evaluate(new ModelScorer(m), dataset, Protocols.ParseTask(info.Task), splitValue, parse.GetValue(protocol),
-                        options, Variants.DropsComments(info.Variant), info.Config.MaxPosition, p, ct);
+                    return (Evaluator.Evaluate(new ModelScorer(m), dataset, Protocols.ParseTask(info.Task), splitValue, parse.GetValue(protocol),
+                        options, Variants.DropsComments(info.Variant), info.Config.MaxPosition, p, ct), info);
             }, ct, TaskCreationOptions.LongRunning, TaskScheduler.Default));
             if (parse.GetValue(json))
             {
                 Console.WriteLine(result.ToJson());
                 return 0;
             }
+            var c = info.Config;
+            AnsiConsole.MarkupLineInterpolated($"[grey]model:[/] {info.Task} {info.Variant}, epoch {info.Epoch}; hidden {c.Hidden}, heads {c.Heads}, layers {c.EncoderLayers}, mix-layers {c.MixLayers}, inner {c.Inner}, max-position {c.MaxPosition} (from its config.json)");
             AnsiConsole.MarkupLineInterpolated($"{result.Task} / {result.Split} / {result.Protocol}: {result.Examples} examples");
             var table = new Table().AddColumns("k", "hit", "recall", "ndcg", "mrr");
             foreach (var k in options.AllKs)
@@ -145,12 +122,12 @@ public static class TrainingCommands
         var output = new Option<string>("--out") { Description = "Experiment folder: one run folder per task/variant, report.md, report.json. Reruns skip finished runs.", Required = true };
         var variants = new Option<string>("--variants") { Description = "Comma-separated variants.", DefaultValueFactory = _ => string.Join(",", ExperimentOptions.AllVariants) };
         var tasks = new Option<string>("--tasks") { Description = "Comma-separated tasks.", DefaultValueFactory = _ => "rec,commrank" };
-        var opts = TrainingOptionSet.Create(new TrainOptions().Epochs);
+        var opts = TrainingSettingsOptions.Create(new TrainOptions());
         var command = new Command("experiment", "Train and evaluate every variant (full, id-only, text-only, no-comments, popularity) on both tasks and write report.md / report.json.")
         {
             data, embeddings, output, variants, tasks,
         };
-        foreach (var o in opts.All) command.Options.Add(o);
+        opts.AddTo(command);
         CliAction.Set(command, async (parse, ct) =>
         {
             var options = new ExperimentOptions
@@ -158,7 +135,7 @@ public static class TrainingCommands
                 OutDir = parse.GetValue(output)!,
                 Variants = Split(parse.GetValue(variants)!),
                 Tasks = [.. Split(parse.GetValue(tasks)!).Select(Protocols.ParseTask)],
-                Training = opts.Read(parse),
+                Training = Effective(opts.Read(parse, new TrainOptions())),
             };
             foreach (var v in options.Variants) Variants.Check(v);
             var (dataset, photos, comments) = await LoadAsync(parse.GetValue(data)!, parse.GetValue(embeddings)!);
