@@ -109,7 +109,8 @@ public static class BundleExporter
             var weights = StateDict(model);
             Weight W(string name) => weights.TryGetValue(name, out var w) ? w
                 : throw new LsvcrException($"{located}: the checkpoint has no \"{name}\" (have {string.Join(", ", weights.Keys.Take(8))}, …)");
-            var graph = UserEncoderGraph.Build(task == TaskKind.Rec, W, shape, tables.History, tables.EntryTitles, task == TaskKind.CommRank ? tables.Query : null);
+            var graph = UserEncoderGraph.Build(task == TaskKind.Rec, W, shape, tables.History, tables.EntryTitles, task == TaskKind.CommRank ? tables.Query : null,
+                task == TaskKind.Rec ? new Weight(tables.VideoVectors.Data, [tables.VideoVectors.Rows, tables.VideoVectors.Cols]) : null);
             graph.WriteToFile(Path.Combine(into, task == TaskKind.Rec ? BundleFiles.RecEncoder : BundleFiles.CommRankEncoder));
             if (task == TaskKind.Rec)
             {

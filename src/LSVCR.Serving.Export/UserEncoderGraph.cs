@@ -31,8 +31,8 @@ internal sealed record EncoderShape(int Hidden, int Heads, int EncoderLayers, in
 /// the candidate table so they are held once).
 /// <para>Inputs: <c>video_history</c> [B, Lp], <c>entry_videos</c> [B, Lc], <c>entry_comments</c> [B, Lc, K] (int64, 0 =
 /// pad; histories left-aligned, Lp, Lc ≥ 1), <c>comment_table</c> [C, d], <c>comment_scale</c> [C, 1]; CommRank also
-/// <c>video</c> [B]; Rec also <c>video_vectors</c> [V, d]. Outputs: <c>user</c> [B, d] (normalised); Rec also
-/// <c>scores</c> [B, V] = user · video_vectorsᵀ / T (the full-catalogue product in the same call).</para>
+/// <c>video</c> [B]; Outputs: <c>user</c> [B, d] (normalised); Rec also
+/// <c>scores</c> [B, V] = user · video_vectorsᵀ / T (the full-catalogue product in the same call; the vectors are an initializer).</para>
 /// </summary>
 internal sealed class UserEncoderGraph
 {
@@ -53,16 +53,18 @@ internal sealed class UserEncoderGraph
     /// <param name="historyTable">[V, d]: gate·id + pc_merge([adapt(title); adapt(first comment)]) per video.</param>
     /// <param name="entryTitleTable">[V, d]: gate·id + title half of pc_merge + its bias per video.</param>
     /// <param name="queryTable">CommRank only: [V, d] gate·id + adapt(title) (the un-normalised query).</param>
-    public static ModelProto Build(bool rec, Func<string, Weight> weights, EncoderShape shape, Weight historyTable, Weight entryTitleTable, Weight? queryTable)
+    /// <param name="videoVectors">Rec only: [V, d] normalised candidate vectors, an initializer so ONNX Runtime packs
+    /// them for the GEMM once at load instead of on every call.</param>
+    public static ModelProto Build(bool rec, Func<string, Weight> weights, EncoderShape shape, Weight historyTable, Weight entryTitleTable, Weight? queryTable, Weight? videoVectors)
     {
         var e = new UserEncoderGraph(rec ? "lsvcr_rec_user_encoder" : "lsvcr_commrank_user_encoder", weights, shape);
-        return e.Emit(rec, historyTable, entryTitleTable, queryTable);
+        return e.Emit(rec, historyTable, entryTitleTable, queryTable, videoVectors);
     }
 
     private string Init(string name) { var w = _w(name); return _g.Float(name, w.Data, w.Shape); }
     private string InitT(string name) { var w = _w(name).T(); return _g.Float(name + ".T", w.Data, w.Shape); }
 
-    private ModelProto Emit(bool rec, Weight historyTable, Weight entryTitleTable, Weight? queryTable)
+    private ModelProto Emit(bool rec, Weight historyTable, Weight entryTitleTable, Weight? queryTable, Weight? videoVectorTable)
     {
         var g = _g;
         var d = _s.Hidden;
@@ -72,7 +74,6 @@ internal sealed class UserEncoderGraph
         var commentTable = g.Input("comment_table", DataType.Float, "comments", d.ToString());
         var commentScale = g.Input("comment_scale", DataType.Float, "comments", "1");
         var video = rec ? null : g.Input("video", DataType.Int64, "batch");
-        var videoVectors = rec ? g.Input("video_vectors", DataType.Float, "videos", d.ToString()) : null;
 
         var history = g.Float("history_table", historyTable.Data, historyTable.Shape);
         var entryTitles = g.Float("entry_title_table", entryTitleTable.Data, entryTitleTable.Shape);
@@ -119,7 +120,8 @@ internal sealed class UserEncoderGraph
         g.Output(normalised, "user", DataType.Float, "batch", d.ToString());
         if (rec)
         {
-            var scores = g.Node("Gemm", [normalised, videoVectors!], null, Int("transB", 1), Real("alpha", 1f / _s.Temperature));
+            var videoVectors = g.Float("video_vectors", videoVectorTable!.Data, videoVectorTable.Shape);
+            var scores = g.Node("Gemm", [normalised, videoVectors], null, Int("transB", 1), Real("alpha", 1f / _s.Temperature));
             g.Output(scores, "scores", DataType.Float, "batch", "videos");
         }
         return g.ToModel(rec

@@ -20,8 +20,7 @@ public sealed class ServingModel : IDisposable
 {
     private readonly InferenceSession _rec;
     private readonly InferenceSession _commRank;
-    private readonly OrtValue _recCommentTable, _recCommentScale, _commentTable, _commentScale, _videoTable;
-    private readonly float[] _videoVectors;
+    private readonly OrtValue _recCommentTable, _recCommentScale, _commentTable, _commentScale;
     private readonly float[] _commentVectors;
     private readonly RunOptions _runOptions = new();
     private int _refs = 1; // the engine's own reference while the model is current
@@ -52,7 +51,8 @@ public sealed class ServingModel : IDisposable
         Directory = dir;
         Manifest = manifest;
         string P(string name) => Path.Combine(dir, name);
-        var video = ReadMatrix(P(BundleFiles.VideoVectors));
+        // The video vectors live in the Rec graph (packed once for the GEMM); the file gives the catalogue shape.
+        var video = Npy.ReadShape(P(BundleFiles.VideoVectors));
         var comments = ReadMatrix(P(BundleFiles.CommentVectors));
         var commentNorms = ReadMatrix(P(BundleFiles.CommentNorms));
         var recComments = ReadMatrix(P(BundleFiles.RecCommentVectors));
@@ -63,7 +63,6 @@ public sealed class ServingModel : IDisposable
         if (manifest.Hidden != Hidden || comments.Cols != Hidden || recComments.Cols != Hidden || recComments.Rows != CommentCount
             || commentNorms.Rows != CommentCount || recNorms.Rows != CommentCount || manifest.Videos != VideoCount - 1 || manifest.Comments != CommentCount - 1)
             throw new LsvcrException($"{dir}: the bundle's tables disagree with its manifest ({VideoCount}×{Hidden} videos, {CommentCount}×{comments.Cols} comments; manifest {manifest.Videos + 1} / {manifest.Comments + 1}, hidden {manifest.Hidden})");
-        _videoVectors = video.Data;
         _commentVectors = comments.Data;
         InverseTemperature = (float)(1 / manifest.Temperature);
 
@@ -89,7 +88,6 @@ public sealed class ServingModel : IDisposable
         _recCommentScale = OrtValue.CreateTensorValueFromMemory(recNorms.Data, [CommentCount, 1]);
         _commentTable = OrtValue.CreateTensorValueFromMemory(comments.Data, [CommentCount, Hidden]);
         _commentScale = OrtValue.CreateTensorValueFromMemory(commentNorms.Data, [CommentCount, 1]);
-        _videoTable = OrtValue.CreateTensorValueFromMemory(video.Data, [VideoCount, Hidden]);
         _rec = new InferenceSession(P(BundleFiles.RecEncoder), options);
         _commRank = new InferenceSession(P(BundleFiles.CommRankEncoder), options);
         LoadTime = sw.Elapsed;
@@ -111,6 +109,7 @@ public sealed class ServingModel : IDisposable
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
         };
         if (options.Provider == "cuda") so.AppendExecutionProvider_CUDA();
+        if (Environment.GetEnvironmentVariable("LSVCR_ORT_PROFILE") is { Length: > 0 } prefix) { so.EnableProfiling = true; so.ProfileOutputPathPrefix = prefix; }
         ServingModel model;
         try { model = new ServingModel(dir, manifest, so); }
         catch (OnnxRuntimeException e) { throw new LsvcrException($"{dir}: ONNX Runtime cannot load the encoders ({e.Message})", e); }
@@ -163,8 +162,8 @@ public sealed class ServingModel : IDisposable
     public RecOutput EncodeRec(IReadOnlyList<UserHistory> users)
     {
         using var inputs = new BatchInputs(users, Manifest.Rec.UsesCommentHistory);
-        var names = new[] { "video_history", "entry_videos", "entry_comments", "comment_table", "comment_scale", "video_vectors" };
-        var values = new[] { inputs.Videos, inputs.EntryVideos, inputs.EntryComments, _recCommentTable, _recCommentScale, _videoTable };
+        var names = new[] { "video_history", "entry_videos", "entry_comments", "comment_table", "comment_scale" };
+        var values = new[] { inputs.Videos, inputs.EntryVideos, inputs.EntryComments, _recCommentTable, _recCommentScale };
         var outputs = _rec.Run(_runOptions, names, values, ["user", "scores"]);
         return new RecOutput(outputs, users.Count, Hidden, VideoCount);
     }
@@ -200,10 +199,11 @@ public sealed class ServingModel : IDisposable
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
+        if (Environment.GetEnvironmentVariable("LSVCR_ORT_PROFILE") is { Length: > 0 }) { _rec.EndProfiling(); _commRank.EndProfiling(); }
         _rec.Dispose();
         _commRank.Dispose();
         _runOptions.Dispose();
-        foreach (var v in new[] { _recCommentTable, _recCommentScale, _commentTable, _commentScale, _videoTable }) v.Dispose();
+        foreach (var v in new[] { _recCommentTable, _recCommentScale, _commentTable, _commentScale }) v.Dispose();
     }
 
     /// <summary>The id tensors of a batch: left-aligned, 0-padded, lengths ≥ 1 (an empty history is one pad position,

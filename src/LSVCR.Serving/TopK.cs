@@ -3,7 +3,7 @@ using System.Runtime.Intrinsics;
 
 namespace LSVCR.Serving;
 
-/// <summary>Partial top-k of a score row: a k-sized min-heap, with 16-wide blocks that cannot beat the heap's
+/// <summary>Partial top-k of a score row: a k-sized min-heap, with 16- or 8-wide blocks that cannot beat the heap's
 /// smallest skipped in one compare. Ties go to the smaller id, so rankings are deterministic.</summary>
 public static class TopK
 {
@@ -23,6 +23,15 @@ public static class TopK
                 // lose to the smaller id already held, as later ids are larger).
                 if (heap.Count == k && !Vector512.GreaterThanAny(block, Vector512.Create(min))) continue;
                 for (int j = i; j < i + 16; j++) Offer(heap, k, ref min, j, scores[j]);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i + 8 <= scores.Length; i += 8)
+            {
+                var block = Vector256.Create(scores.Slice(i, 8));
+                if (heap.Count == k && !Vector256.GreaterThanAny(block, Vector256.Create(min))) continue;
+                for (int j = i; j < i + 8; j++) Offer(heap, k, ref min, j, scores[j]);
             }
         }
         for (; i < scores.Length; i++) Offer(heap, k, ref min, i, scores[i]);

@@ -14,6 +14,9 @@ switch (opts.Command)
     case "prepare":
         BenchPrepare.Run(opts.Get("bench"), opts.Int("videos", 100_000), opts.Int("comments-per-video", 10), opts.Int("users", 20_000), opts.Int("dim", 64));
         return 0;
+    case "engine":
+        EngineBench.Run(opts.Get("bundle"), opts.Int("batch", 32), opts.Int("iterations", 20), opts.Int("threads", 1));
+        return 0;
     case "run":
         return await LoadRuns.RunAsync(opts);
     default:
@@ -235,5 +238,36 @@ internal sealed class ServiceProcess : IDisposable
         if (!_process.HasExited) _process.Kill(entireProcessTree: false);
         _process.WaitForExit(10_000);
         _process.Dispose();
+    }
+}
+
+/// <summary>`engine`: times the engine's batch calls in-process (no HTTP): encode + scores, and the top-k.</summary>
+internal static class EngineBench
+{
+    public static void Run(string bundle, int batch, int iterations, int threads)
+    {
+        var sw = Stopwatch.StartNew();
+        using var model = LSVCR.Serving.ServingModel.Load(bundle, new LSVCR.Serving.ServingOptions { IntraOpThreads = threads, Workers = 1 });
+        Console.WriteLine($"load + warm-up {sw.Elapsed.TotalSeconds:F2} s");
+        var rng = new Random(1);
+        var users = Enumerable.Range(0, batch).Select(_ => new LSVCR.Serving.UserHistory(
+            [.. Enumerable.Range(0, 50).Select(_ => 1 + rng.Next(model.VideoCount - 1))],
+            [.. Enumerable.Range(0, 20).Select(_ => 1 + rng.Next(model.VideoCount - 1))],
+            [.. Enumerable.Range(0, 20).Select(_ => new[] { 1 + rng.Next(model.CommentCount - 1), 1 + rng.Next(model.CommentCount - 1) })])).ToList();
+        var watched = users.Select(_ => 1 + rng.Next(model.VideoCount - 1)).ToList();
+        double encode = 0, topk = 0, comm = 0;
+        for (int i = 0; i < iterations; i++)
+        {
+            var t = Stopwatch.StartNew();
+            using var o = model.EncodeRec(users);
+            encode += t.Elapsed.TotalMilliseconds;
+            t.Restart();
+            for (int r = 0; r < batch; r++) LSVCR.Serving.TopK.Select(o.Scores(r), 10);
+            topk += t.Elapsed.TotalMilliseconds;
+            t.Restart();
+            model.EncodeCommRank(users, watched);
+            comm += t.Elapsed.TotalMilliseconds;
+        }
+        Console.WriteLine($"batch {batch}, {threads} thread(s): rec encode+scores {encode / iterations:F2} ms, top-k {topk / iterations:F2} ms, commrank encode {comm / iterations:F2} ms per batch");
     }
 }
