@@ -19,6 +19,9 @@ switch (opts.Command)
         return 0;
     case "run":
         return await LoadRuns.RunAsync(opts);
+    case "bodies":
+        File.WriteAllLines(opts.Maybe("out") ?? "bodies.jsonl", new Bodies(Path.Combine(opts.Get("bench"), "bundle-a"), 2000).Videos.Select(System.Text.Encoding.UTF8.GetString));
+        return 0;
     default:
         Console.Error.WriteLine("usage: LSVCR.LoadTests prepare --bench DIR … | run --bench DIR [--scenarios 1,…,7] [--rate N] [--duration S] [--url URL]");
         return 2;
@@ -81,6 +84,10 @@ internal static class LoadRuns
 
         var videos = Post(http, "/v1/recommendations/videos", bodies.Videos);
         var comments = Post(http, "/v1/recommendations/comments", bodies.Comments);
+        // Warm-up (not reported): JIT tiers, connection pool, ONNX Runtime arenas.
+        var warm = await ScenarioRunner.RunAsync(Scenario.Create("warm-up", ctx => ctx.InvocationNumber % 5 == 0 ? comments(ctx) : videos(ctx))
+            .WithLoadSimulations(Simulation.RampingInject(o.Double("warmup-rate", 500), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(o.Double("warmup", 8)))));
+        Console.WriteLine($"warm-up: {warm.Requests} requests, p99 {warm.Percentile(99):F1} ms");
         if (scenarios.Contains(1))
             await Run(Scenario.Create($"1 videos top-k, Inject {rate}/s", videos)
                 .WithLoadSimulations(Simulation.Inject(rate, TimeSpan.FromSeconds(1), during))
