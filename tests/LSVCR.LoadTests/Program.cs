@@ -54,7 +54,7 @@ internal static class LoadRuns
         var during = TimeSpan.FromSeconds(o.Double("duration", 20));
         var report = o.Maybe("report") ?? Path.Combine(bench, "reports", DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
         var root = Path.Combine(bench, "root-" + DateTime.UtcNow.ToString("HHmmss", CultureInfo.InvariantCulture));
-        Copy(Path.Combine(bench, "bundle-a"), Path.Combine(root, "a"));
+        if (o.Maybe("url") is null) Copy(Path.Combine(bench, "bundle-a"), Path.Combine(root, "a"));
         using var service = o.Maybe("url") is null ? ServiceProcess.Start(root, o) : null;
         var url = o.Maybe("url") ?? service!.Url;
         using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1024, PooledConnectionLifetime = TimeSpan.FromMinutes(10) })
@@ -70,6 +70,7 @@ internal static class LoadRuns
             $"{(int)model["videos"]!:N0} videos, {(int)model["comments"]!:N0} comments; RSS {service?.RssMb():F0} MB" };
         Console.WriteLine(notes[0]);
         var bodies = new Bodies(Path.Combine(bench, "bundle-a"), 2000);
+        if (o.Maybe("url") is not null && scenarios.Contains(5)) throw new ArgumentException("scenario 5 publishes into the bundle root of the service the runner starts; run it without --url");
         var results = new List<ScenarioStats>();
 
         async Task<ScenarioStats> Run(Scenario s)
@@ -100,6 +101,10 @@ internal static class LoadRuns
             await Run(Scenario.Create($"3 mix 80 % videos / 20 % comments, Inject {rate}/s", ctx => ctx.Random.NextDouble() < 0.8 ? videos(ctx) : comments(ctx))
                 .WithLoadSimulations(Simulation.Inject(rate, TimeSpan.FromSeconds(1), during))
                 .WithThresholds("p99 < 10ms", "fail % < 0.1"));
+        if (scenarios.Contains(8))
+            await Run(Scenario.Create($"8 videos top-k, KeepConstant {o.Int("copies", 32)} (wrk's closed loop, for the cross-check)", videos)
+                .WithLoadSimulations(Simulation.KeepConstant(o.Int("copies", 32), during))
+                .WithThresholds("fail % < 0.1"));
         var best = rate;
         if (scenarios.Contains(4))
         {
