@@ -109,7 +109,6 @@ public sealed class ServingModel : IDisposable
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
         };
         if (options.Provider == "cuda") so.AppendExecutionProvider_CUDA();
-        if (Environment.GetEnvironmentVariable("LSVCR_ORT_PROFILE") is { Length: > 0 } prefix) { so.EnableProfiling = true; so.ProfileOutputPathPrefix = prefix; }
         ServingModel model;
         try { model = new ServingModel(dir, manifest, so); }
         catch (OnnxRuntimeException e) { throw new LsvcrException($"{dir}: ONNX Runtime cannot load the encoders ({e.Message})", e); }
@@ -199,7 +198,6 @@ public sealed class ServingModel : IDisposable
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
-        if (Environment.GetEnvironmentVariable("LSVCR_ORT_PROFILE") is { Length: > 0 }) { _rec.EndProfiling(); _commRank.EndProfiling(); }
         _rec.Dispose();
         _commRank.Dispose();
         _runOptions.Dispose();
