@@ -14,6 +14,7 @@ public static class LsvcrCli
         root.Subcommands.Add(PipelineCommands.Pipeline());
         root.Subcommands.Add(DataCommands.Data());
         root.Subcommands.Add(EmbedCommands.Embed());
+        root.Subcommands.Add(ExportCommands.Export());
         foreach (var c in TrainingCommands.Commands()) root.Subcommands.Add(c);
 
         var bench = new Command("bench", "Throughput measurements (not tests): synthetic data, embeddings, training.");

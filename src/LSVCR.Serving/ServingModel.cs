@@ -1,0 +1,306 @@
+using System.Diagnostics;
+using System.Text.Json;
+using LSVCR.Data;
+using Microsoft.ML.OnnxRuntime;
+
+namespace LSVCR.Serving;
+
+/// <summary>A user's histories in internal ids, already cut to the model's window (most recent entries kept).</summary>
+public sealed record UserHistory(int[] Videos, int[] EntryVideos, int[][] EntryComments)
+{
+    public bool IsEmpty => Videos.Length == 0 && EntryVideos.Length == 0;
+}
+
+/// <summary>
+/// One loaded serving bundle: the two ONNX Runtime sessions, the candidate tables and the id maps. Thread-safe for
+/// concurrent batches. Reference-counted (<see cref="TryAcquire"/>/<see cref="Release"/>) so a swapped-out model is
+/// disposed only after the last request that started on it has finished.
+/// </summary>
+public sealed class ServingModel : IDisposable
+{
+    private readonly InferenceSession _rec;
+    private readonly InferenceSession _commRank;
+    private readonly OrtValue _recCommentTable, _recCommentScale, _commentTable, _commentScale;
+    private readonly float[] _commentVectors;
+    private readonly RunOptions _runOptions = new();
+    private int _refs = 1; // the engine's own reference while the model is current
+    private int _disposed;
+
+    public BundleManifest Manifest { get; }
+    public string Version => Manifest.ModelVersion;
+    public string Directory { get; }
+    public DateTimeOffset LoadedAt { get; private set; }
+    public TimeSpan LoadTime { get; private set; }
+    public int Hidden { get; }
+    public int VideoCount { get; }   // including pad row 0
+    public int CommentCount { get; }
+    public float InverseTemperature { get; }
+    public string[] VideoIds { get; }
+    public string[] CommentIds { get; }
+    public IReadOnlyDictionary<string, int> VideoIndex { get; }
+    public IReadOnlyDictionary<string, int> CommentIndex { get; }
+    public int[] CommentOffsets { get; }
+    public int[] VideoComments { get; }
+    /// <summary>Internal video ids, most popular first, and their popularity (Rec training-target count).</summary>
+    public int[] Popular { get; }
+    public float[] PopularityScore { get; }
+
+    private ServingModel(string dir, BundleManifest manifest, SessionOptions options)
+    {
+        var sw = Stopwatch.StartNew();
+        Directory = dir;
+        Manifest = manifest;
+        string P(string name) => Path.Combine(dir, name);
+        // The video vectors live in the Rec graph (packed once for the GEMM); the file gives the catalogue shape.
+        var video = Npy.ReadShape(P(BundleFiles.VideoVectors));
+        var comments = ReadMatrix(P(BundleFiles.CommentVectors));
+        var commentNorms = ReadMatrix(P(BundleFiles.CommentNorms));
+        var recComments = ReadMatrix(P(BundleFiles.RecCommentVectors));
+        var recNorms = ReadMatrix(P(BundleFiles.RecCommentNorms));
+        Hidden = video.Cols;
+        VideoCount = video.Rows;
+        CommentCount = comments.Rows;
+        if (manifest.Hidden != Hidden || comments.Cols != Hidden || recComments.Cols != Hidden || recComments.Rows != CommentCount
+            || commentNorms.Rows != CommentCount || recNorms.Rows != CommentCount || manifest.Videos != VideoCount - 1 || manifest.Comments != CommentCount - 1)
+            throw new LsvcrException($"{dir}: the bundle's tables disagree with its manifest ({VideoCount}×{Hidden} videos, {CommentCount}×{comments.Cols} comments; manifest {manifest.Videos + 1} / {manifest.Comments + 1}, hidden {manifest.Hidden})");
+        _commentVectors = comments.Data;
+        InverseTemperature = (float)(1 / manifest.Temperature);
+
+        VideoIds = ReadJson<string[]>(P(BundleFiles.VideoIds));
+        CommentIds = ReadJson<string[]>(P(BundleFiles.CommentIds));
+        if (VideoIds.Length != VideoCount || CommentIds.Length != CommentCount)
+            throw new LsvcrException($"{dir}: id maps hold {VideoIds.Length} videos / {CommentIds.Length} comments, the tables {VideoCount} / {CommentCount}");
+        VideoIndex = Index(VideoIds, P(BundleFiles.VideoIds));
+        CommentIndex = Index(CommentIds, P(BundleFiles.CommentIds));
+        var lists = ReadJson<CommentLists>(P(BundleFiles.VideoComments));
+        if (lists.Offsets.Length != VideoCount + 1 || lists.Offsets[^1] != lists.Comments.Length || lists.Comments.Any(c => c <= 0 || c >= CommentCount))
+            throw new LsvcrException($"{P(BundleFiles.VideoComments)}: comment lists do not fit the catalogue");
+        CommentOffsets = lists.Offsets;
+        VideoComments = lists.Comments;
+        var popularity = ReadJson<PopularityFile>(P(BundleFiles.Popularity));
+        Popular = popularity.Videos;
+        PopularityScore = popularity.Counts;
+        if (Popular.Length != PopularityScore.Length || Popular.Any(v => v <= 0 || v >= VideoCount))
+            throw new LsvcrException($"{P(BundleFiles.Popularity)}: ranking does not fit the catalogue");
+
+        // The big tables are handed to ONNX Runtime once, pinned, and fed to every Run without a copy.
+        _recCommentTable = OrtValue.CreateTensorValueFromMemory(recComments.Data, [CommentCount, Hidden]);
+        _recCommentScale = OrtValue.CreateTensorValueFromMemory(recNorms.Data, [CommentCount, 1]);
+        _commentTable = OrtValue.CreateTensorValueFromMemory(comments.Data, [CommentCount, Hidden]);
+        _commentScale = OrtValue.CreateTensorValueFromMemory(commentNorms.Data, [CommentCount, 1]);
+        _rec = new InferenceSession(P(BundleFiles.RecEncoder), options);
+        _commRank = new InferenceSession(P(BundleFiles.CommRankEncoder), options);
+        LoadTime = sw.Elapsed;
+    }
+
+    private sealed record CommentLists(int[] Offsets, int[] Comments);
+    private sealed record PopularityFile(int[] Videos, float[] Counts);
+
+    /// <summary>Verifies the bundle against its manifest, loads it and warms both graphs up (first runs allocate and
+    /// plan); throws <see cref="LsvcrException"/> naming the file at fault.</summary>
+    public static ServingModel Load(string dir, ServingOptions options)
+    {
+        var sw = Stopwatch.StartNew();
+        var manifest = BundleManifest.Read(dir);
+        manifest.Verify(dir);
+        using var so = new SessionOptions
+        {
+            IntraOpNumThreads = options.EffectiveIntraOpThreads, InterOpNumThreads = 1,
+            ExecutionMode = ExecutionMode.ORT_SEQUENTIAL, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+        };
+        if (options.Provider == "cuda") so.AppendExecutionProvider_CUDA();
+        ServingModel model;
+        try { model = new ServingModel(dir, manifest, so); }
+        catch (OnnxRuntimeException e) { throw new LsvcrException($"{dir}: ONNX Runtime cannot load the encoders ({e.Message})", e); }
+        catch (Exception e) when (e is JsonException or NpyFormatException or IOException)
+        {
+            throw new LsvcrException($"{dir}: unreadable bundle file ({e.Message})", e);
+        }
+        try { model.WarmUp(); }
+        catch (Exception e) { model.Dispose(); throw new LsvcrException($"{dir}: the encoders fail on a warm-up batch ({e.Message})", e); }
+        model.LoadTime = sw.Elapsed;
+        model.LoadedAt = DateTimeOffset.UtcNow;
+        return model;
+    }
+
+    private void WarmUp()
+    {
+        var some = Math.Min(VideoCount - 1, 3);
+        var h = new UserHistory([.. Enumerable.Range(1, some)], [.. Enumerable.Range(1, some)], [.. Enumerable.Range(0, some).Select(_ => new[] { 1 })]);
+        var empty = new UserHistory([], [], []);
+        for (int i = 0; i < 3; i++)
+        {
+            EncodeRec([h, empty]).Dispose();
+            EncodeCommRank([h, empty], [1, 1]);
+        }
+    }
+
+    private static FloatMatrix ReadMatrix(string path) => Npy.Read(path);
+
+    private static T ReadJson<T>(string path)
+    {
+        using var f = File.OpenRead(path);
+        return JsonSerializer.Deserialize<T>(f, JsonOptions) ?? throw new LsvcrException($"{path}: empty");
+    }
+
+    private static readonly JsonSerializerOptions JsonOptions = new() { PropertyNameCaseInsensitive = true };
+
+    private static Dictionary<string, int> Index(string[] ids, string where)
+    {
+        var d = new Dictionary<string, int>(ids.Length, StringComparer.Ordinal);
+        for (int i = 1; i < ids.Length; i++)
+            if (!d.TryAdd(ids[i], i)) throw new LsvcrException($"{where}: duplicate id \"{ids[i]}\"");
+        return d;
+    }
+
+    public ReadOnlySpan<int> CommentsOf(int video) => VideoComments.AsSpan(CommentOffsets[video], CommentOffsets[video + 1] - CommentOffsets[video]);
+
+    public ReadOnlySpan<float> CommentVector(int comment) => _commentVectors.AsSpan(comment * Hidden, Hidden);
+
+    /// <summary>Rec: one ONNX call for the batch; the result holds the user vectors [B, d] and the scores [B, V].</summary>
+    public RecOutput EncodeRec(IReadOnlyList<UserHistory> users)
+    {
+        using var inputs = new BatchInputs(users, Manifest.Rec.UsesCommentHistory);
+        var names = new[] { "video_history", "entry_videos", "entry_comments", "comment_table", "comment_scale" };
+        var values = new[] { inputs.Videos, inputs.EntryVideos, inputs.EntryComments, _recCommentTable, _recCommentScale };
+        var outputs = _rec.Run(_runOptions, names, values, ["user", "scores"]);
+        return new RecOutput(outputs, users.Count, Hidden, VideoCount);
+    }
+
+    /// <summary>CommRank user vectors [B·d] for the watched videos.</summary>
+    public float[] EncodeCommRank(IReadOnlyList<UserHistory> users, IReadOnlyList<int> watched)
+    {
+        using var inputs = new BatchInputs(users, Manifest.CommRank.UsesCommentHistory);
+        var video = watched.Select(v => (long)v).ToArray();
+        using var videoValue = OrtValue.CreateTensorValueFromMemory(video, [video.Length]);
+        var names = new[] { "video_history", "entry_videos", "entry_comments", "comment_table", "comment_scale", "video" };
+        var values = new[] { inputs.Videos, inputs.EntryVideos, inputs.EntryComments, _commentTable, _commentScale, videoValue };
+        using var outputs = _commRank.Run(_runOptions, names, values, ["user"]);
+        return outputs[0].GetTensorDataAsSpan<float>().ToArray();
+    }
+
+    /// <summary>Takes a reference for a request; false once the model is being retired and has no users left.</summary>
+    public bool TryAcquire()
+    {
+        while (true)
+        {
+            var n = Volatile.Read(ref _refs);
+            if (n <= 0) return false;
+            if (Interlocked.CompareExchange(ref _refs, n + 1, n) == n) return true;
+        }
+    }
+
+    public void Release()
+    {
+        if (Interlocked.Decrement(ref _refs) == 0) Dispose();
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
+        _rec.Dispose();
+        _commRank.Dispose();
+        _runOptions.Dispose();
+        foreach (var v in new[] { _recCommentTable, _recCommentScale, _commentTable, _commentScale }) v.Dispose();
+    }
+
+    /// <summary>The id tensors of a batch: left-aligned, 0-padded, lengths ≥ 1 (an empty history is one pad position,
+    /// as the model's own batching does).</summary>
+    private sealed class BatchInputs : IDisposable
+    {
+        public OrtValue Videos { get; }
+        public OrtValue EntryVideos { get; }
+        public OrtValue EntryComments { get; }
+
+        public BatchInputs(IReadOnlyList<UserHistory> users, bool useComments)
+        {
+            int b = users.Count, lp = 1, lc = 1, k = 1;
+            foreach (var u in users)
+            {
+                lp = Math.Max(lp, u.Videos.Length);
+                if (!useComments) continue;
+                lc = Math.Max(lc, u.EntryVideos.Length);
+                foreach (var e in u.EntryComments) k = Math.Max(k, e.Length);
+            }
+            var videos = new long[b * lp];
+            var entries = new long[b * lc];
+            var comments = new long[b * lc * k];
+            for (int row = 0; row < b; row++)
+            {
+                var u = users[row];
+                for (int j = 0; j < u.Videos.Length; j++) videos[row * lp + j] = u.Videos[j];
+                if (!useComments) continue;
+                for (int j = 0; j < u.EntryVideos.Length; j++)
+                {
+                    entries[row * lc + j] = u.EntryVideos[j];
+                    var cs = u.EntryComments[j];
+                    for (int q = 0; q < cs.Length; q++) comments[(row * lc + j) * k + q] = cs[q];
+                }
+            }
+            Videos = OrtValue.CreateTensorValueFromMemory(videos, [b, lp]);
+            EntryVideos = OrtValue.CreateTensorValueFromMemory(entries, [b, lc]);
+            EntryComments = OrtValue.CreateTensorValueFromMemory(comments, [b, lc, k]);
+        }
+
+        public void Dispose()
+        {
+            Videos.Dispose();
+            EntryVideos.Dispose();
+            EntryComments.Dispose();
+        }
+    }
+}
+
+/// <summary>The Rec graph's outputs for one batch (disposing returns ONNX Runtime's buffers).</summary>
+public sealed class RecOutput(IDisposableReadOnlyCollection<OrtValue> outputs, int batch, int hidden, int videos) : IDisposable
+{
+    public int Batch => batch;
+    public int Videos => videos;
+    public ReadOnlySpan<float> User(int row) => outputs[0].GetTensorDataAsSpan<float>().Slice(row * hidden, hidden);
+    /// <summary>Writable: the scorer masks exclusions in place.</summary>
+    public Span<float> Scores(int row) => outputs[1].GetTensorMutableDataAsSpan<float>().Slice(row * videos, videos);
+    public void Dispose() => outputs.Dispose();
+}
+
+/// <summary>A history entry in external ids, as a request carries it.</summary>
+public sealed record CommentEntry(string Video, IReadOnlyList<string> Comments);
+
+/// <summary>A resolved history and the ids it dropped because the bundle's catalogue does not know them.</summary>
+public sealed record ResolvedHistory(UserHistory History, IReadOnlyList<string> UnknownVideos, IReadOnlyList<string> UnknownComments);
+
+public static class HistoryResolver
+{
+    /// <summary>
+    /// Maps external ids to the model's internal ids. Unknown ids are dropped and listed (an entry whose video is
+    /// unknown is dropped whole); then the most recent <see cref="BundleManifest.MaxHistory"/> videos and entries are
+    /// kept, and per entry the most recent <see cref="BundleManifest.MaxEntryComments"/> known comments — the cut the
+    /// model was trained with.
+    /// </summary>
+    public static ResolvedHistory Resolve(ServingModel model, IReadOnlyList<string> videos, IReadOnlyList<CommentEntry> entries)
+    {
+        var unknownVideos = new List<string>();
+        var unknownComments = new List<string>();
+        var known = new List<int>(videos.Count);
+        foreach (var v in videos)
+            if (model.VideoIndex.TryGetValue(v, out var id)) known.Add(id); else unknownVideos.Add(v);
+        var entryVideos = new List<int>(entries.Count);
+        var entryComments = new List<int[]>(entries.Count);
+        foreach (var e in entries)
+        {
+            if (!model.VideoIndex.TryGetValue(e.Video, out var v))
+            {
+                unknownVideos.Add(e.Video);
+                continue;
+            }
+            var cs = new List<int>(e.Comments.Count);
+            foreach (var c in e.Comments)
+                if (model.CommentIndex.TryGetValue(c, out var id)) cs.Add(id); else unknownComments.Add(c);
+            entryVideos.Add(v);
+            entryComments.Add([.. cs.Skip(Math.Max(0, cs.Count - model.Manifest.MaxEntryComments))]);
+        }
+        var max = model.Manifest.MaxHistory;
+        int skipV = Math.Max(0, known.Count - max), skipE = Math.Max(0, entryVideos.Count - max);
+        var history = new UserHistory([.. known.Skip(skipV)], [.. entryVideos.Skip(skipE)], [.. entryComments.Skip(skipE)]);
+        return new ResolvedHistory(history, unknownVideos, unknownComments);
+    }
+}
