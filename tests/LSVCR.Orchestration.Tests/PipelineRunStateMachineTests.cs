@@ -14,8 +14,7 @@ public sealed class PipelineRunStateMachineTests(AzuriteFixture azurite)
 {
     private static readonly DatasetReference Dataset = new("ds1", Set("datasets/ds1"));
 
-    private static ArtifactSetReference Set(string prefix) =>
-        new(prefix, new ArtifactReference("local", prefix + "/manifest.json", "sha-" + prefix.Replace('/', '-'), 100), []);
+    private static ArtifactSetReference Set(string set) => new("local", set, "sha-" + set.Replace('/', '-'), 3, 100);
 
     private static StartPipelineRun StartWithDataset(Guid id) =>
         new(id, Dataset, null, new PipelineRunOptions(), DateTimeOffset.UtcNow);
@@ -35,20 +34,20 @@ public sealed class PipelineRunStateMachineTests(AzuriteFixture azurite)
 
         var fineTunes = await run.All<FineTune>(id, 2);
         Assert.Equal([TaskKind.Rec, TaskKind.CommRank], fineTunes.Select(f => f.Task));
-        Assert.All(fineTunes, f => Assert.Equal("embeddings/ds1/minilm", f.Embeddings.Prefix));
+        Assert.All(fineTunes, f => Assert.Equal("embeddings/ds1/minilm", f.Embeddings.Set));
         Assert.NotEqual(fineTunes[0].StepKey, fineTunes[1].StepKey);
         foreach (var f in fineTunes)
             await run.Harness.Bus.Publish(new FineTuningCompleted(id, f.StepKey, f.Task, Set($"runs/{id:N}/{f.Task}")));
 
         var evaluate = await run.Single<Evaluate>(id);
-        Assert.Equal($"runs/{id:N}/Rec", evaluate.Models[TaskKind.Rec].Prefix);
-        Assert.Equal($"runs/{id:N}/CommRank", evaluate.Models[TaskKind.CommRank].Prefix);
+        Assert.Equal($"runs/{id:N}/Rec", evaluate.Models[TaskKind.Rec].Set);
+        Assert.Equal($"runs/{id:N}/CommRank", evaluate.Models[TaskKind.CommRank].Set);
         await run.Harness.Bus.Publish(new EvaluationCompleted(id, evaluate.StepKey, Set($"runs/{id:N}/report"), true, "beats popularity"));
         await run.Harness.Bus.Publish(new ModelPublished(id, "v1", Set($"runs/{id:N}/bundle"), Set($"runs/{id:N}/report"), DateTimeOffset.UtcNow));
 
         var state = await run.WaitForState(id, m => m.Published);
         Assert.Equal("v1", state.ModelVersion);
-        Assert.Equal($"runs/{id:N}/bundle", state.Bundle!.Prefix);
+        Assert.Equal($"runs/{id:N}/bundle", state.Bundle!.Set);
         Assert.Equal(["embeddings", "fine-tuning-rec", "fine-tuning-comm_rank", "evaluation"], state.Steps.Select(s => s.Name));
         Assert.All(state.Steps, s => Assert.Equal(StepStatus.Completed, s.Status));
         Assert.Empty(run.Published<PipelineRunFailed>(id));
@@ -114,7 +113,7 @@ public sealed class PipelineRunStateMachineTests(AzuriteFixture azurite)
         var gatedState = await gate.WaitForState(gated, m => m.Failed);
         Assert.Equal("evaluation", gatedState.FailedStep);
         Assert.Equal("quality gate: Rec ndcg@10 0.10 does not beat popularity 0.14", gatedState.FailureReason);
-        Assert.Equal("report", gatedState.Report!.Prefix);
+        Assert.Equal("report", gatedState.Report!.Set);
     }
 
     [Fact]
@@ -137,7 +136,7 @@ public sealed class PipelineRunStateMachineTests(AzuriteFixture azurite)
         await run.Harness.Bus.Publish(new FineTuningCompleted(id, fineTunes[0].StepKey, TaskKind.Rec, Set("rec")));
         await run.Harness.Bus.Publish(new FineTuningCompleted(id, fineTunes[0].StepKey, TaskKind.Rec, Set("rec")));
         var evaluate = await run.Single<Evaluate>(id);
-        Assert.Equal("rec", evaluate.Models[TaskKind.Rec].Prefix);
+        Assert.Equal("rec", evaluate.Models[TaskKind.Rec].Set);
 
         // ModelPublished may overtake EvaluationCompleted (two messages, two queues).
         await run.Harness.Bus.Publish(new ModelPublished(id, "v7", Set("bundle"), Set("report"), DateTimeOffset.UtcNow));
@@ -173,8 +172,8 @@ public sealed class PipelineRunStateMachineTests(AzuriteFixture azurite)
         foreach (var f in fineTunes)
             await second.Harness.Bus.Publish(new FineTuningCompleted(id, f.StepKey, f.Task, Set($"m/{f.Task}")));
         var evaluate = await second.Single<Evaluate>(id);
-        Assert.Equal(["m/Rec", "m/CommRank"], evaluate.Models.Values.Select(m => m.Prefix));
-        Assert.Equal("emb", evaluate.Embeddings.Prefix);
+        Assert.Equal(["m/Rec", "m/CommRank"], evaluate.Models.Values.Select(m => m.Set));
+        Assert.Equal("emb", evaluate.Embeddings.Set);
         var state = await second.Load(id);
         Assert.Equal(nameof(PipelineRunStateMachine.Evaluating), state.CurrentState);
         Assert.Equal(StepStatus.Completed, state.Step("embeddings")!.Status);

@@ -146,13 +146,13 @@ public sealed class PipelineRunStateMachine : MassTransitStateMachine<PipelineRu
     private static async Task RequestEmbeddings(ConsumeContext ctx, PipelineRunState run, TimeProvider time)
     {
         var dataset = run.Dataset!;
-        var key = Begin(run, StepKeys.Embeddings, time, dataset.Files.Manifest.Sha256, run.Options.Encoder, run.Options.EmbeddingChunkSize.ToString());
+        var key = Begin(run, StepKeys.Embeddings, time, dataset.Files.ContentSha256, run.Options.Encoder, run.Options.EmbeddingChunkSize.ToString());
         await ctx.Publish(new ComputeEmbeddings(run.CorrelationId, key, dataset, run.Options));
     }
 
     private static async Task RequestAlignment(ConsumeContext ctx, PipelineRunState run, TimeProvider time)
     {
-        var key = Begin(run, StepKeys.Alignment, time, run.Dataset!.Files.Manifest.Sha256, run.Embeddings!.Manifest.Sha256);
+        var key = Begin(run, StepKeys.Alignment, time, run.Dataset!.Files.ContentSha256, run.Embeddings!.ContentSha256);
         await ctx.Publish(new AlignPreferences(run.CorrelationId, key, run.Dataset, run.Embeddings, run.Options));
     }
 
@@ -160,8 +160,8 @@ public sealed class PipelineRunStateMachine : MassTransitStateMachine<PipelineRu
     {
         foreach (var task in run.Options.Tasks)
         {
-            var key = Begin(run, StepKeys.FineTuning(task), time, run.Dataset!.Files.Manifest.Sha256, run.Embeddings!.Manifest.Sha256,
-                run.Alignment?.Manifest.Sha256, StepKeys.Describe(run.Options.FineTune));
+            var key = Begin(run, StepKeys.FineTuning(task), time, run.Dataset!.Files.ContentSha256, run.Embeddings!.ContentSha256,
+                run.Alignment?.ContentSha256, StepKeys.Describe(run.Options.FineTune));
             await ctx.Publish(new FineTune(run.CorrelationId, key, task, run.Dataset, run.Embeddings, run.Alignment, run.Options));
         }
     }
@@ -169,8 +169,8 @@ public sealed class PipelineRunStateMachine : MassTransitStateMachine<PipelineRu
     private static async Task RequestEvaluation(ConsumeContext ctx, PipelineRunState run, TimeProvider time)
     {
         var models = run.Options.Tasks.ToDictionary(t => t, t => run.Models[t]);
-        var key = Begin(run, StepKeys.Evaluation, time, run.Dataset!.Files.Manifest.Sha256, run.Embeddings!.Manifest.Sha256,
-            string.Join(",", models.Values.Select(m => m.Manifest.Sha256)), StepKeys.Describe(run.Options.Gate));
+        var key = Begin(run, StepKeys.Evaluation, time, run.Dataset!.Files.ContentSha256, run.Embeddings!.ContentSha256,
+            string.Join(",", models.Values.Select(m => m.ContentSha256)), StepKeys.Describe(run.Options.Gate));
         await ctx.Publish(new Evaluate(run.CorrelationId, key, run.Dataset, run.Embeddings, models, run.Options));
     }
 
