@@ -12,4 +12,29 @@ var consumerTimeout = TimeSpan.FromMinutes(builder.Configuration.GetValue("Consu
 var bus = builder.AddLocalRabbitMq("bus", rabbitMqProgram, Path.Combine(localData, "rabbitmq"), consumerTimeout);
 var storage = builder.AddLocalAzurite("storage", azuriteProgram, Path.Combine(localData, "azurite"));
 
+// Services: each gets the broker and the store under its short connection names and starts once they are healthy.
+// The API people call (README: http://localhost:5180); tests pick a free port.
+builder.AddProject<Projects.LSVCR_Runs>("runs-api")
+    .WithHttpEndpoint(port: builder.Configuration.GetValue<int?>("RunsApiPort", 5180)).WithHttpHealthCheck("/health")
+    .WithReference(bus).WithReference(storage, "artifacts").WithReference(storage, "runs")
+    .WaitFor(bus).WaitFor(storage);
+
+builder.AddProject<Projects.LSVCR_EmbeddingsService>("embeddings")
+    .WithHttpEndpoint().WithHttpHealthCheck("/health")
+    .WithReference(bus).WithReference(storage, "artifacts")
+    .WaitFor(bus).WaitFor(storage);
+
+// Two instances: Rec and CommRank train at the same time, one task per instance.
+builder.AddProject<Projects.LSVCR_FineTuning>("fine-tuning")
+    .WithReplicas(builder.Configuration.GetValue("FineTuningReplicas", 2))
+    .WithHttpEndpoint().WithHttpHealthCheck("/health")
+    .WithEnvironment("Jobs__FineTuning__Training__Threads", "1")
+    .WithReference(bus).WithReference(storage, "artifacts")
+    .WaitFor(bus).WaitFor(storage);
+
+builder.AddProject<Projects.LSVCR_Evaluation>("evaluation")
+    .WithHttpEndpoint().WithHttpHealthCheck("/health")
+    .WithReference(bus).WithReference(storage, "artifacts")
+    .WaitFor(bus).WaitFor(storage);
+
 builder.Build().Run();
