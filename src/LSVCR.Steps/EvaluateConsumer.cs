@@ -19,6 +19,9 @@ namespace LSVCR.Steps;
 public sealed class EvaluateConsumer(EvaluationJobService job, IArtifactStore store, TimeProvider clock, ILogger<EvaluateConsumer> logger)
     : StepConsumer<Evaluate>(logger)
 {
+    // camelCase like the Runs API: report.json and bundle.json are read by people and by Serving.
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
+
     protected override string StepName(Evaluate m) => StepKeys.Evaluation;
     protected override (Guid, string) Identify(Evaluate m) => (m.RunId, m.StepKey);
 
@@ -61,7 +64,7 @@ public sealed class EvaluateConsumer(EvaluationJobService job, IArtifactStore st
             md.Append('\n');
         }
         var json = JsonSerializer.SerializeToUtf8Bytes(new { run = m.RunId, summary, tasks = results.Select(r => new { task = r.Task.ToString(), r.Variant, model = r.Model, popularity = r.Popularity }) },
-            new JsonSerializerOptions { WriteIndented = true });
+            Json);
         await using var writer = store.CreateSet(RunSets.Report(m.RunId), "report");
         await writer.AddFileAsync("report.md", new MemoryStream(Encoding.UTF8.GetBytes(md.ToString())), ct);
         await writer.AddFileAsync("report.json", new MemoryStream(json), ct);
@@ -75,7 +78,7 @@ public sealed class EvaluateConsumer(EvaluationJobService job, IArtifactStore st
         {
             run = m.RunId, dataset = m.Dataset, embeddings = m.Embeddings, report,
             models = m.Models.ToDictionary(p => p.Key.FileStem(), p => p.Value),
-        }, new JsonSerializerOptions { WriteIndented = true });
+        }, Json);
         await using var writer = store.CreateSet(RunSets.Bundle(m.RunId), "bundle");
         await writer.AddFileAsync("bundle.json", new MemoryStream(json), ct);
         return await writer.CommitAsync(ct: ct);
