@@ -19,8 +19,9 @@ public sealed class AzuriteExecutableResource(string name, string command, strin
 
     public ReferenceExpression ConnectionStringExpression => ReferenceExpression.Create(
         $"DefaultEndpointsProtocol=http;AccountName={Account};AccountKey={AccountKey};" +
-        $"BlobEndpoint=http://{Blob.Property(EndpointProperty.Host)}:{Blob.Property(EndpointProperty.Port)}/{Account};" +
-        $"TableEndpoint=http://{Table.Property(EndpointProperty.Host)}:{Table.Property(EndpointProperty.Port)}/{Account};");
+        // The loopback IP, not "localhost": the storage clients read the account from the path only for IP-style hosts.
+        $"BlobEndpoint=http://127.0.0.1:{Blob.Property(EndpointProperty.Port)}/{Account};" +
+        $"TableEndpoint=http://127.0.0.1:{Table.Property(EndpointProperty.Port)}/{Account};");
 }
 
 public static class AzuriteExecutableExtensions

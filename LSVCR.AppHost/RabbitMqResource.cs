@@ -23,7 +23,7 @@ public sealed class RabbitMqExecutableResource(string name, string command, stri
     public EndpointReference Amqp => new(this, AmqpEndpointName);
 
     public ReferenceExpression ConnectionStringExpression => ReferenceExpression.Create(
-        $"amqp://{User}:{Password}@{Amqp.Property(EndpointProperty.Host)}:{Amqp.Property(EndpointProperty.Port)}/");
+        $"amqp://{User}:{Password}@127.0.0.1:{Amqp.Property(EndpointProperty.Port)}/"); // the node listens on loopback only
 }
 
 public static class RabbitMqExecutableExtensions

@@ -1,0 +1,41 @@
+using LSVCR.Jobs;
+using MassTransit;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace LSVCR.Steps;
+
+/// <summary>Registration of each step: its job service and its consumer (a service host adds the steps it runs).</summary>
+public static class StepRegistration
+{
+    public static IServiceCollection AddEmbeddingSteps(this IServiceCollection services, IConfiguration configuration) =>
+        services.AddEmbeddingsJob(configuration).AddIntake();
+
+    public static IServiceCollection AddFineTuningStep(this IServiceCollection services, IConfiguration configuration) =>
+        services.AddFineTuningJob(configuration);
+
+    public static IServiceCollection AddEvaluationStep(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.TryAddSingleton(TimeProvider.System);
+        return services.AddEvaluationJob(configuration);
+    }
+
+    public static IServiceCollection AddIntake(this IServiceCollection services)
+    {
+        services.TryAddSingleton<DatasetIntake>();
+        return services;
+    }
+
+    public static void AddEmbeddingConsumers(this IBusRegistrationConfigurator bus)
+    {
+        bus.AddConsumer<GenerateDatasetConsumer, StepConsumerDefinition<GenerateDatasetConsumer>>();
+        bus.AddConsumer<ComputeEmbeddingsConsumer, StepConsumerDefinition<ComputeEmbeddingsConsumer>>();
+    }
+
+    public static void AddFineTuningConsumer(this IBusRegistrationConfigurator bus) =>
+        bus.AddConsumer<FineTuneConsumer, StepConsumerDefinition<FineTuneConsumer>>();
+
+    public static void AddEvaluationConsumer(this IBusRegistrationConfigurator bus) =>
+        bus.AddConsumer<EvaluateConsumer, StepConsumerDefinition<EvaluateConsumer>>();
+}

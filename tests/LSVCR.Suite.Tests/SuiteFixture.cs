@@ -1,0 +1,78 @@
+using System.IO.Compression;
+using Aspire.Hosting;
+using Aspire.Hosting.ApplicationModel;
+using Aspire.Hosting.Testing;
+using LSVCR.Artifacts;
+using LSVCR.Data;
+
+namespace LSVCR.Suite.Tests;
+
+/// <summary>
+/// The whole suite as developers start it: LSVCR.AppHost with its real RabbitMQ and Azurite executables and every
+/// service, on a data folder of its own, the Runs API on a free port, no dashboard.
+/// </summary>
+public sealed class SuiteFixture : IAsyncLifetime
+{
+    private readonly string localData = Directory.CreateTempSubdirectory("lsvcr-suite-").FullName;
+    private DistributedApplication? app;
+
+    public HttpClient Api { get; private set; } = null!;
+    public IArtifactStore Store { get; private set; } = null!;
+    public string StorageConnection { get; private set; } = "";
+
+    public async Task InitializeAsync()
+    {
+        // The test runs as root: the broker's data folder must be reachable by the rabbitmq user it drops to.
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(localData, (UnixFileMode)0b111_101_101);
+        var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.LSVCR_AppHost>(
+            [$"--LocalData={localData}", "--RunsApiPort=0", "--FineTuningReplicas=2"],
+            (options, _) => options.DisableDashboard = true);
+        app = await builder.BuildAsync();
+        using var startup = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        await app.StartAsync(startup.Token);
+        foreach (var service in new[] { "runs-api", "embeddings", "evaluation" })
+            await app.ResourceNotifications.WaitForResourceHealthyAsync(service, startup.Token);
+        Api = app.CreateHttpClient("runs-api");
+        StorageConnection = await app.GetConnectionStringAsync("storage", startup.Token)
+                            ?? throw new InvalidOperationException("storage has no connection string");
+        Store = ArtifactStores.Create(new ArtifactStoreOptions
+        {
+            ConnectionString = StorageConnection,
+            CacheDirectory = Path.Combine(localData, "test-cache"),
+        });
+    }
+
+    public async Task DisposeAsync()
+    {
+        Api?.Dispose();
+        if (app is not null)
+        {
+            await app.StopAsync();
+            await app.DisposeAsync();
+        }
+        try { Directory.Delete(localData, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    /// <summary>A tiny synthetic dataset in the reference layout, in a fresh folder.</summary>
+    public static string TinyDataset(int users = 40, int seed = 11)
+    {
+        var dir = Directory.CreateTempSubdirectory("lsvcr-tiny-").FullName;
+        ReferenceLayout.Write(SyntheticDataset.Generate(new SynthOptions { Users = users, Videos = 64, Seed = seed }), dir);
+        return dir;
+    }
+
+    /// <summary>The folder as a zip; the folder is removed.</summary>
+    public static byte[] Zip(string dir)
+    {
+        using var buffer = new MemoryStream();
+        ZipFile.CreateFromDirectory(dir, buffer);
+        Directory.Delete(dir, recursive: true);
+        return buffer.ToArray();
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class SuiteCollection : ICollectionFixture<SuiteFixture>
+{
+    public const string Name = "suite";
+}
