@@ -1,3 +1,4 @@
+using LSVCR.Modeling.Cpu;
 using LSVCR.Cli;
 using LSVCR.Modeling;
 

@@ -1,3 +1,4 @@
+using LSVCR.Modeling.Cpu;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

@@ -1,3 +1,4 @@
+using LSVCR.Modeling.Cpu;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using static TorchSharp.torch;

@@ -1,3 +1,4 @@
+using LSVCR.Modeling.Cpu;
 using LSVCR.Data;
 using TorchSharp;
 using TorchSharp.Modules;

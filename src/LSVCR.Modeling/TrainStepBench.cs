@@ -1,3 +1,4 @@
+using LSVCR.Modeling.Cpu;
 using System.Diagnostics;
 using LSVCR.Data;
 using TorchSharp;

@@ -1,3 +1,4 @@
+using LSVCR.Modeling.Cpu;
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;

@@ -1,3 +1,4 @@
+using LSVCR.Modeling.Cpu;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;

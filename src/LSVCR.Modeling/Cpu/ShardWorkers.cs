@@ -1,7 +1,7 @@
 using System.Runtime.ExceptionServices;
 using static TorchSharp.torch;
 
-namespace LSVCR.Modeling;
+namespace LSVCR.Modeling.Cpu;
 
 /// <summary>
 /// Runs the data-parallel shards of a training step (<see cref="SrLoss.Backward"/>): concurrently on long-lived
