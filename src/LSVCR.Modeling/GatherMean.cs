@@ -1,4 +1,3 @@
-using LSVCR.Modeling.Cpu;
 using System.Runtime.CompilerServices;
 using static LSVCR.Modeling.Cpu.CpuKernels;
 using static TorchSharp.torch;

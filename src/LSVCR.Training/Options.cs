@@ -22,9 +22,13 @@ public sealed record TrainOptions
     public int Seed { get; init; } = 42;
     /// <summary>Stage-1 (or any RecCom) checkpoint to start from; null = fresh N(0, 0.02) initialisation.</summary>
     public string? Init { get; init; }
-    /// <summary>libtorch intra-op threads for the run (null = libtorch's default, one per core). A process-wide setting;
-    /// on small shared machines 1 is often fastest (oversubscribed OpenMP threads spin).</summary>
+    /// <summary>libtorch intra-op threads for the run (null = libtorch's default, one per core). A process-wide setting
+    /// that the host applies (<see cref="Modeling.Cpu.CpuHost.Configure"/>), not the trainer; on small shared machines
+    /// 1 is often fastest (oversubscribed OpenMP threads spin).</summary>
     public int? Threads { get; init; }
+    /// <summary>Run the model on the fused CPU kernels where they apply (<see cref="Modeling.ModelBackend.Select"/>);
+    /// false = the plain TorchSharp modules (<c>--no-cpu-kernels</c>).</summary>
+    public bool CpuKernels { get; init; } = true;
     /// <summary>Data-parallel slices of each batch (<see cref="Modeling.SrLoss.Backward"/>): run concurrently when
     /// there is a thread per slice; the result does not depend on the thread count, but does on this number.</summary>
     public int Shards { get; init; } = Modeling.SrLoss.DefaultShards;
@@ -65,6 +69,10 @@ public sealed record EvalOptions
     public int SampledNegatives { get; init; } = 99;
     /// <summary>CommRank: the candidate list is capped at this many comments (reference 100).</summary>
     public int MaxCommentCandidates { get; init; } = 100;
+    /// <summary>Run the model on the fused CPU kernels where they apply (<see cref="Modeling.ModelBackend.Select"/>);
+    /// false = the plain TorchSharp modules (<c>--no-cpu-kernels</c>). Not part of the cached metrics' key: both
+    /// backends compute the same scores up to float rounding.</summary>
+    [System.Text.Json.Serialization.JsonIgnore] public bool CpuKernels { get; init; } = true;
 
     public int[] AllKs => [.. new[] { 1, 5, 10 }.Concat(Ks).Distinct().Order()];
 

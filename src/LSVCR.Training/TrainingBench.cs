@@ -36,7 +36,7 @@ public static class TrainingBench
         double assembly = assembled / clock.Elapsed.TotalSeconds;
 
         torch.manual_seed(options.Seed);
-        using var model = ModelStore.Create(config, photoEmbs, commentEmbs);
+        using var model = ModelStore.Create(config, photoEmbs, commentEmbs, options.CpuKernels);
         using var optimizer = torch.optim.AdamW(model.parameters(), options.Lr, weight_decay: options.WeightDecay);
         model.train();
         int trained = 0, steps = 0;

@@ -6,9 +6,9 @@ namespace LSVCR.Modeling.Tests;
 
 public class FusedMultiHeadAttentionTests
 {
-    private static MultiHeadAttention Module(int d, double attentionDropout, double hiddenDropout)
+    private static CpuMultiHeadAttention Module(int d, double attentionDropout, double hiddenDropout)
     {
-        var m = new MultiHeadAttention(new RecComConfig
+        var m = new CpuMultiHeadAttention(new RecComConfig
         {
             PhotoCount = 2, CommentCount = 1, Hidden = d, Heads = 2, AttentionDropout = attentionDropout,
             HiddenDropout = hiddenDropout, LayerNormEps = 1e-8,

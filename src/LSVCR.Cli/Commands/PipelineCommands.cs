@@ -27,11 +27,12 @@ public static class PipelineCommands
             DefaultValueFactory = _ => [.. defaults.Variants],
         };
         var tasks = new Option<string[]>("--tasks") { Description = "Tasks: rec, commrank.", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => ["rec", "commrank"] };
+        var noCpuKernels = HostOptions.NoCpuKernels();
         var command = new Command("pipeline",
             "Run the whole pipeline in one process: [synthetic data] → embeddings → [stage-1 alignment slot] → fine-tuning " +
             "(both tasks, every variant) → evaluation → report. Every step reuses or resumes what an earlier run left in --out.")
         {
-            data, output, users, videos, seed, encoder, epochs, batch, variants, tasks,
+            data, output, users, videos, seed, encoder, epochs, batch, variants, tasks, noCpuKernels,
         };
         CliAction.Set(command, async (parse, ct) =>
         {
@@ -44,9 +45,13 @@ public static class PipelineCommands
                 Embed = defaults.Embed with { Encoder = parse.GetValue(encoder)! },
                 Variants = ParseList(parse.GetValue(variants)!, "--variants", ExperimentOptions.AllVariants),
                 Tasks = [.. ParseList(parse.GetValue(tasks)!, "--tasks", ["rec", "commrank"]).Select(ParseTask)],
-                Training = defaults.Training with { Epochs = parse.GetValue(epochs), BatchSize = parse.GetValue(batch), Seed = seedValue },
-                Evaluation = defaults.Evaluation with { Seed = seedValue },
+                Training = defaults.Training with
+                {
+                    Epochs = parse.GetValue(epochs), BatchSize = parse.GetValue(batch), Seed = seedValue, CpuKernels = !parse.GetValue(noCpuKernels),
+                },
+                Evaluation = defaults.Evaluation with { Seed = seedValue, CpuKernels = !parse.GetValue(noCpuKernels) },
             };
+            HostOptions.Apply(options.Training.Threads);
             var result = await CliProgress.RunAsync(p => Task.Run(() => EmbeddedPipeline.RunAsync(options, p, ct), ct));
             foreach (var line in result.Log) AnsiConsole.MarkupLineInterpolated($"[grey]•[/] {line}");
             AnsiConsole.WriteLine();

@@ -18,7 +18,7 @@ public static class TrainingCommands
     private sealed record TrainingOptionSet(
         Option<int> Epochs, Option<int> Batch, Option<double> Lr, Option<double> WeightDecay, Option<string> Schedule,
         Option<double> Warmup, Option<int> Patience, Option<double> IdTextWeight, Option<int?> Negatives, Option<int> Seed,
-        Option<int?> Threads, Option<int> Shards)
+        Option<int?> Threads, Option<int> Shards, Option<bool> NoCpuKernels)
     {
         public static TrainingOptionSet Create(int defaultEpochs)
         {
@@ -35,17 +35,18 @@ public static class TrainingCommands
                 new("--negatives") { Description = "Rec: sampled softmax with K negatives (default: full softmax). CommRank: negatives per positive (default 19)." },
                 new("--seed") { Description = "Seed of initialisation, shuffling, sampling and dropout.", DefaultValueFactory = _ => d.Seed },
                 new("--threads") { Description = "libtorch intra-op threads (default: one per core; 1 is often fastest on small shared machines)." },
-                new("--shards") { Description = "Data-parallel slices of each batch, run concurrently when there is a thread per slice (results depend on this, not on --threads).", DefaultValueFactory = _ => d.Shards });
+                new("--shards") { Description = "Data-parallel slices of each batch, run concurrently when there is a thread per slice (results depend on this, not on --threads).", DefaultValueFactory = _ => d.Shards },
+                HostOptions.NoCpuKernels());
         }
 
-        public IEnumerable<Option> All => [Epochs, Batch, Lr, WeightDecay, Schedule, Warmup, Patience, IdTextWeight, Negatives, Seed, Threads, Shards];
+        public IEnumerable<Option> All => [Epochs, Batch, Lr, WeightDecay, Schedule, Warmup, Patience, IdTextWeight, Negatives, Seed, Threads, Shards, NoCpuKernels];
 
         public TrainOptions Read(ParseResult p) => new()
         {
             Epochs = p.GetValue(Epochs), BatchSize = p.GetValue(Batch), Lr = p.GetValue(Lr), WeightDecay = p.GetValue(WeightDecay),
             Schedule = p.GetValue(Schedule)!, Warmup = p.GetValue(Warmup), Patience = p.GetValue(Patience),
             IdTextWeight = p.GetValue(IdTextWeight), Negatives = p.GetValue(Negatives), Seed = p.GetValue(Seed), Threads = p.GetValue(Threads),
-            Shards = p.GetValue(Shards),
+            Shards = p.GetValue(Shards), CpuKernels = !p.GetValue(NoCpuKernels),
         };
     }
 
@@ -80,6 +81,7 @@ public static class TrainingCommands
         {
             var (dataset, photos, comments) = await LoadAsync(parse.GetValue(data)!, parse.GetValue(embeddings)!);
             var options = opts.Read(parse) with { Init = parse.GetValue(init) };
+            HostOptions.Apply(options.Threads);
             var outDir = parse.GetValue(output)!;
             var result = await CliProgress.RunAsync(p => FineTuner.RunAsync(dataset, photos, comments, Protocols.ParseTask(parse.GetValue(task)!),
                 parse.GetValue(variant)!, outDir, options, progress: p, ct: ct));
@@ -106,19 +108,21 @@ public static class TrainingCommands
         var ks = new Option<string>("--k") { Description = "Cut-offs, comma-separated (1, 5 and 10 are always included).", DefaultValueFactory = _ => "1,5,10,20" };
         var seed = new Option<int>("--seed") { Description = "Seed of the candidate sampling.", DefaultValueFactory = _ => new EvalOptions().Seed };
         var json = new Option<bool>("--json") { Description = "Print {task, split, protocol, examples, metrics} as JSON." };
+        var noCpuKernels = HostOptions.NoCpuKernels();
         var command = new Command("evaluate", "Evaluate a fine-tuned model with the MODEL.md §5 protocols: hit, recall, ndcg and mrr at each k.")
         {
-            model, data, embeddings, split, protocol, ks, seed, json,
+            model, data, embeddings, split, protocol, ks, seed, json, noCpuKernels,
         };
         CliAction.Set(command, async (parse, ct) =>
         {
             var kList = ParseKs(parse.GetValue(ks)!);
             var (dataset, photos, comments) = await LoadAsync(parse.GetValue(data)!, parse.GetValue(embeddings)!);
             var splitValue = Enum.Parse<Split>(parse.GetValue(split)!, ignoreCase: true);
-            var options = new EvalOptions { Ks = kList, Seed = parse.GetValue(seed) };
+            var options = new EvalOptions { Ks = kList, Seed = parse.GetValue(seed), CpuKernels = !parse.GetValue(noCpuKernels) };
+            HostOptions.Apply(threads: null);
             var result = await CliProgress.RunAsync(p => Task.Factory.StartNew(() =>
             {
-                var (m, info) = ModelStore.Load(parse.GetValue(model)!, photos, comments);
+                var (m, info) = ModelStore.Load(parse.GetValue(model)!, photos, comments, options.CpuKernels);
                 using (m)
                     return Evaluator.Evaluate(new ModelScorer(m), dataset, Protocols.ParseTask(info.Task), splitValue, parse.GetValue(protocol),
                         options, Variants.DropsComments(info.Variant), info.Config.MaxPosition, p, ct);
@@ -160,6 +164,8 @@ public static class TrainingCommands
                 Tasks = [.. Split(parse.GetValue(tasks)!).Select(Protocols.ParseTask)],
                 Training = opts.Read(parse),
             };
+            options = options with { Evaluation = options.Evaluation with { CpuKernels = options.Training.CpuKernels } };
+            HostOptions.Apply(options.Training.Threads);
             foreach (var v in options.Variants) Variants.Check(v);
             var (dataset, photos, comments) = await LoadAsync(parse.GetValue(data)!, parse.GetValue(embeddings)!);
             var report = await CliProgress.RunAsync(p => ExperimentRunner.RunAsync(dataset, photos, comments, options, p, ct));
@@ -185,15 +191,17 @@ public static class TrainingCommands
         var variant = new Option<string>("--variant") { Description = "Model variant.", DefaultValueFactory = _ => Variants.Full };
         var batch = new Option<int>("--batch") { Description = "Examples per batch.", DefaultValueFactory = _ => new TrainOptions().BatchSize };
         var batches = new Option<int>("--batches") { Description = "Batches to time.", DefaultValueFactory = _ => 20 };
+        var noCpuKernels = HostOptions.NoCpuKernels();
         var command = new Command("fine-tune", "Time batch assembly alone and full training steps (samples/s); shows whether data feeding keeps up with the model.")
         {
-            task, data, embeddings, variant, batch, batches,
+            task, data, embeddings, variant, batch, batches, noCpuKernels,
         };
         CliAction.Set(command, async (parse, ct) =>
         {
             Variants.Check(parse.GetValue(variant)!);
             var (dataset, photos, comments) = await LoadAsync(parse.GetValue(data)!, parse.GetValue(embeddings)!);
-            var options = new TrainOptions { BatchSize = parse.GetValue(batch) };
+            var options = new TrainOptions { BatchSize = parse.GetValue(batch), CpuKernels = !parse.GetValue(noCpuKernels) };
+            HostOptions.Apply(threads: null);
             var r = await CliProgress.RunAsync(p => Task.Factory.StartNew(() => TrainingBench.Measure(dataset, photos, comments,
                 Protocols.ParseTask(parse.GetValue(task)!), parse.GetValue(variant)!, options, parse.GetValue(batches), p, ct),
                 ct, TaskCreationOptions.LongRunning, TaskScheduler.Default));
