@@ -5,6 +5,7 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace LSVCR.Modeling.Tests;
 
+[Trait("Category", "Kernels")]
 public class FusedAdditiveAttentionTests
 {
     private sealed record Head(Linear Linear1, LayerNorm Norm, Linear Linear2) : IDisposable

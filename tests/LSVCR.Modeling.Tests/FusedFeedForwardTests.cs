@@ -4,6 +4,7 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace LSVCR.Modeling.Tests;
 
+[Trait("Category", "Kernels")]
 public class FusedFeedForwardTests
 {
     /// <summary>The fused sublayer against the written-out libtorch formula with the same keep mask: output and the

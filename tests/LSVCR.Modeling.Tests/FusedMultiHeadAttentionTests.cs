@@ -4,6 +4,7 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace LSVCR.Modeling.Tests;
 
+[Trait("Category", "Kernels")]
 public class FusedMultiHeadAttentionTests
 {
     private static CpuMultiHeadAttention Module(int d, double attentionDropout, double hiddenDropout)

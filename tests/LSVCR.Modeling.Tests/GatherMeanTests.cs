@@ -3,6 +3,7 @@ using static TorchSharp.torch;
 
 namespace LSVCR.Modeling.Tests;
 
+[Trait("Category", "Kernels")]
 public class GatherMeanTests
 {
     [Fact]

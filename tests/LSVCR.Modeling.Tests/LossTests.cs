@@ -457,6 +457,7 @@ public sealed class LossTestsPlain : LossTests
     private protected override ModelBackend Backend => ModelBackend.Plain;
 }
 
+[Trait("Category", "Kernels")]
 public sealed class LossTestsCpuKernels : LossTests
 {
     private protected override ModelBackend Backend => ModelBackend.CpuKernels;

@@ -351,6 +351,7 @@ public sealed class RecComTestsPlain : RecComTests
     private protected override ModelBackend Backend => ModelBackend.Plain;
 }
 
+[Trait("Category", "Kernels")]
 public sealed class RecComTestsCpuKernels : RecComTests
 {
     private protected override ModelBackend Backend => ModelBackend.CpuKernels;

@@ -164,6 +164,7 @@ public sealed class ShardedStepTestsPlain : ShardedStepTests
     private protected override ModelBackend Backend => ModelBackend.Plain;
 }
 
+[Trait("Category", "Kernels")]
 public sealed class ShardedStepTestsCpuKernels : ShardedStepTests
 {
     private protected override ModelBackend Backend => ModelBackend.CpuKernels;
