@@ -1,7 +1,7 @@
 using LSVCR.Cli;
-using LSVCR.Modeling;
+using LSVCR.Modeling.Cpu;
 
 // Before anything loads libtorch: its OpenMP threads otherwise spin between the thousands of small ops of a
 // training step and starve the working thread on small machines (see OpenMp).
-OpenMp.PreferPassiveWaiting();
+CpuHost.BeforeTorchLoads();
 return await LsvcrCli.Build().Parse(args).InvokeAsync();

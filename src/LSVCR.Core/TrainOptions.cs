@@ -74,6 +74,9 @@ public sealed record TrainOptions
     [JsonPropertyName("shards")] public int Shards { get; init; } = DefaultShards;
     /// <summary>Batches assembled ahead of the model on the background thread.</summary>
     [JsonPropertyName("prefetch")] public int Prefetch { get; init; } = 3;
+    /// <summary>Run the model on the fused CPU kernels where they apply (ModelBackend.Select: CPU, float32, AVX2+FMA);
+    /// false = the plain TorchSharp modules (<c>--no-cpu-kernels</c>). Not part of the resume check.</summary>
+    [JsonPropertyName("cpu-kernels")] public bool CpuKernels { get; init; } = true;
 
     /// <summary>Reference model shape (MODEL.md §2), the values of the null shape settings; RecComConfig's defaults
     /// (a test keeps the two equal).</summary>

@@ -100,11 +100,11 @@ public static class Checkpoint
     }
 
     /// <summary>Builds the model from a checkpoint folder and the text tables it was trained with.</summary>
-    public static (RecCom Model, CheckpointInfo Info, LoadReport Report) Load(string dir, Tensor photoText, Tensor commentText)
+    public static (RecCom Model, CheckpointInfo Info, LoadReport Report) Load(string dir, Tensor photoText, Tensor commentText, ModelBackend? backend = null)
     {
         var info = ReadInfo(dir);
         RecCom model;
-        try { model = new RecCom(info.Config, photoText, commentText); }
+        try { model = new RecCom(info.Config, photoText, commentText, backend); }
         catch (ArgumentException e) { throw new LsvcrException($"{Path.Combine(dir, ConfigFile)}: {e.Message}", e); }
         try
         {

@@ -1,3 +1,4 @@
+using LSVCR.Modeling.Cpu;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using static TorchSharp.torch;
@@ -5,8 +6,9 @@ using static TorchSharp.torch;
 namespace LSVCR.Modeling;
 
 /// <summary>
-/// Inverted dropout as one autograd node: the forward writes x ⊙ keep, the backward g ⊙ keep, and the keep mask is
-/// drawn by a counter-based generator in parallel — regenerated from its seed in the backward, never stored.
+/// Inverted dropout with a keep mask drawn by a counter-based generator in parallel: the mask is a function of one
+/// seed, so the fused CPU kernels regenerate it from the seed (forward and backward) instead of storing it, and the
+/// plain modules and the kernels apply the same masks.
 /// <para>Why not libtorch's: its CPU generator (mt19937) draws serially, one element at a time, and Bernoulli or
 /// randint + compare + cast + scale are four more passes; at ≈35 M dropped elements per training step that was
 /// the largest single cost (measured: ≈470 ms of a 1.6 s step on 2 cores). A stored float mask would also be written
@@ -21,12 +23,14 @@ namespace LSVCR.Modeling;
 /// </summary>
 internal static class Dropout
 {
+    /// <summary>x ⊙ <see cref="KeepMask"/> in training (any device and dtype: the mask is drawn on the CPU and moved
+    /// to x), the identity otherwise. The fused CPU kernels apply the same mask inside their nodes.</summary>
     public static Tensor Apply(Tensor x, double p, bool training)
     {
         if (!training || p <= 0) return x.alias();
         if (p >= 1) return zeros_like(x);
-        if (x.dtype != ScalarType.Float32) return x.mul(KeepMask(x.shape, p).to(x.dtype));
-        return Node.apply(x.contiguous(), new Spec(NextSeed(), p));
+        using var mask = KeepMask(x.shape, p);
+        return x.mul(mask.to(x.dtype, x.device));
     }
 
     /// <summary>Float32 tensor of <paramref name="shape"/> holding 1/(1−p) where an element is kept and 0 where it is
@@ -79,28 +83,6 @@ internal static class Dropout
     }
 
     private sealed record Spec(ulong Seed, double P);
-
-    private sealed class Node : autograd.SingleTensorFunction<Node>
-    {
-        public override string Name => "LsvcrDropout";
-
-        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
-        {
-            var (x, spec) = ((Tensor)vars[0], (Spec)vars[1]);
-            ctx.save_data("spec", spec);
-            var y = empty_like(x);
-            Run(y, x, spec);
-            return y;
-        }
-
-        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
-        {
-            var g = gradOutput.to(ScalarType.Float32).contiguous();
-            var dx = empty_like(g);
-            Run(dx, g, (Spec)ctx.get_data("spec"));
-            return [dx, null!];
-        }
-    }
 
     private const int ChunkWords = 1 << 14; // 64 Ki elements per work item: large enough to amortise scheduling
 

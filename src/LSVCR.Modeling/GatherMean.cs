@@ -1,5 +1,5 @@
 using System.Runtime.CompilerServices;
-using static LSVCR.Modeling.CpuKernels;
+using static LSVCR.Modeling.Cpu.CpuKernels;
 using static TorchSharp.torch;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 

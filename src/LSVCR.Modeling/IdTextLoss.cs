@@ -12,7 +12,8 @@ namespace LSVCR.Modeling;
 /// distribution in O(N·k): positions are randomly permuted and cut into blocks of S = 2k+1; inside a block every
 /// position's S−1 block-mates are a uniformly random (S−1)-subset of the other positions, split by cyclic offset
 /// into the id→text negatives (offsets 1..k) and the disjoint text→id negatives (offsets k+1..2k). Both directions
-/// read one band of the block's logits, which <see cref="IdTextKernel"/> computes and differentiates directly.
+/// read one band of the block's logits (<see cref="ModelBackend.IdTextBand"/>; the CPU backend computes and
+/// differentiates the band directly).
 /// </para>
 /// <para>
 /// Last partial block: it "borrows" — it is the LAST S entries of the permutation (overlapping the previous block),
@@ -61,25 +62,28 @@ public static class IdTextLoss
     /// <summary>Loss over positions: <paramref name="id"/> and <paramref name="text"/> are [M, d] (not yet
     /// normalised); <paramref name="rows"/> (int64, optional) selects the N positions among the M rows, else all.
     /// N &lt; 2 gives 0 (no negatives exist).</summary>
-    public static Tensor Compute(Tensor id, Tensor text, int negatives, double temperature, Generator? generator = null, Tensor? rows = null)
+    public static Tensor Compute(Tensor id, Tensor text, int negatives, double temperature, Generator? generator = null, Tensor? rows = null,
+        ModelBackend? backend = null)
     {
         var n = rows?.numel() ?? id.shape[0];
         using var layout = n < 2 ? null : Sample(n, negatives, generator);
-        return Compute(id, text, layout, temperature, rows);
+        return Compute(id, text, layout, temperature, rows, backend);
     }
 
     /// <summary>The loss over a layout drawn beforehand by <see cref="Sample"/> for the N selected positions (null
-    /// when N &lt; 2: the loss is 0).</summary>
-    public static Tensor Compute(Tensor id, Tensor text, Layout? layout, double temperature, Tensor? rows = null)
+    /// when N &lt; 2: the loss is 0); <paramref name="backend"/> null = <see cref="ModelBackend.Select"/> for the
+    /// tensors' device and dtype.</summary>
+    public static Tensor Compute(Tensor id, Tensor text, Layout? layout, double temperature, Tensor? rows = null, ModelBackend? backend = null)
     {
         if (layout is null) return id.sum().mul(0.0).add(text.sum().mul(0.0));
         var n = rows?.numel() ?? id.shape[0];
         using var scope = NewDisposeScope();
         var s = layout.BlockSize;
         var index = rows is null ? layout.Index : rows.index_select(0, layout.Index.view(-1)).view(layout.Index.shape);
-        // The band of each block's logits both directions read (IdTextKernel): id→text row i over offsets
-        // 0..K1, text→id column j over offsets 0..S−1−K1 before it; the positive is offset 0 in both.
-        var loss = IdTextKernel.Loss(id, text, index, layout.Owner, layout.K1, s - 1 - layout.K1, n, temperature);
+        // The band of each block's logits both directions read: id→text row i over offsets 0..K1, text→id
+        // column j over offsets 0..S−1−K1 before it; the positive is offset 0 in both.
+        backend ??= ModelBackend.Select(id.device, id.dtype);
+        var loss = backend.IdTextBand(id, text, index, layout.Owner, layout.K1, s - 1 - layout.K1, n, temperature);
         return loss.MoveToOuterDisposeScope();
     }
 }

@@ -10,6 +10,9 @@ namespace LSVCR.Modeling;
 /// The SR model of MODEL.md §2 ("RecCom"), the part of LSVCR that is deployed. Item text embeddings are fixed inputs
 /// held as non-persistent buffers (not parameters, not in checkpoints): they come from the embeddings artifacts.
 /// Field names are the reference parameter names, so <c>state_dict()</c> keys equal the PyTorch release's.
+/// <para>Written in plain TorchSharp: the parts that have a faster CPU form (the layers, the input layer, the linear
+/// maps, candidate normalisation, the softmax and id–text losses) come from <see cref="Backend"/>, chosen once by
+/// <see cref="ModelBackend.Select"/>; this file and the modules it builds are the whole model.</para>
 /// </summary>
 public sealed class RecCom : nn.Module
 {
@@ -40,9 +43,12 @@ public sealed class RecCom : nn.Module
 
     /// <param name="photoText">[PhotoCount, TextDim] float32 title embeddings, row 0 = pad.</param>
     /// <param name="commentText">[CommentCount, TextDim] float32 comment embeddings, row 0 = pad.</param>
-    public RecCom(RecComConfig config, Tensor photoText, Tensor commentText) : base("reccom")
+    /// <param name="backend">The implementation of the parts; null = <see cref="ModelBackend.Select"/> for a float32
+    /// model on the CPU (the CPU kernels where the machine supports them).</param>
+    public RecCom(RecComConfig config, Tensor photoText, Tensor commentText, ModelBackend? backend = null) : base("reccom")
     {
         Config = config;
+        Backend = backend ?? ModelBackend.Select(CPU, ScalarType.Float32);
         Validate(config, photoText, commentText);
         var d = config.Hidden;
         if (config.UseIds)
@@ -60,14 +66,14 @@ public sealed class RecCom : nn.Module
             llm_adapter = nn.Linear(config.TextDim, d, hasBias: false);
             pc_merge = nn.Linear(2 * d, d);
         }
-        phis_encoder = new TransformerStack(config, config.EncoderLayers, "phis_encoder");
-        chis_encoder = new TransformerStack(config, config.EncoderLayers, "chis_encoder");
-        phis_mix_layer = new TransformerStack(config, config.MixLayers, "phis_mix_layer");
-        chis_mix_layer = new TransformerStack(config, config.MixLayers, "chis_mix_layer");
+        phis_encoder = new TransformerStack(config, config.EncoderLayers, "phis_encoder", Backend);
+        chis_encoder = new TransformerStack(config, config.EncoderLayers, "chis_encoder", Backend);
+        phis_mix_layer = new TransformerStack(config, config.MixLayers, "phis_mix_layer", Backend);
+        chis_mix_layer = new TransformerStack(config, config.MixLayers, "chis_mix_layer", Backend);
         p_linear = nn.Linear(2 * d, d);
         c_linear = nn.Linear(2 * d, d);
-        comm_rank_att = new MultiHeadAttention(config);
-        rec_att = new AdditiveAttention(config);
+        comm_rank_att = Backend.MultiHeadAttention(config);
+        rec_att = Backend.AdditiveAttention(config);
 
         photo_text = photoText.to(ScalarType.Float32).detach();
         comment_text = commentText.to(ScalarType.Float32).detach();
@@ -78,6 +84,9 @@ public sealed class RecCom : nn.Module
     }
 
     public RecComConfig Config { get; }
+
+    /// <summary>The implementation of the model's parts (<see cref="ModelBackend.Plain"/> or the CPU kernels).</summary>
+    public ModelBackend Backend { get; }
 
     /// <summary><c>to(dtype)</c> / <c>to(device)</c> also convert the text tables: TorchSharp's epilogue leaves
     /// non-persistent buffers alone (they are not in <c>named_buffers</c>), and scoring would then mix dtypes or
@@ -209,8 +218,8 @@ public sealed class RecCom : nn.Module
             pId = photo_embedding!.forward(pIds);
             cId = photo_embedding!.forward(cIds);
         }
-        var inP = Input(pId, xp, pposition_embedding, lp, pIds, photo_layernorm);
-        var inC = Input(cId, xc, cposition_embedding, lc, cIds, comment_layernorm);
+        var inP = Input(pId, xp, pposition_embedding, lp, photo_layernorm);
+        var inC = Input(cId, xc, cposition_embedding, lc, comment_layernorm);
         return new Inputs(inP, inC, pIds, cIds, pId, xp, cId, xc);
     }
 
@@ -269,33 +278,25 @@ public sealed class RecCom : nn.Module
     internal Tensor PositionLoss(Tensor id, Tensor x, NegativeDraw draw)
     {
         var d = id.shape[^1];
-        return IdTextLoss.Compute(id.reshape(-1, d), x.reshape(-1, d), draw.Layout, Config.Temperature, draw.Rows);
+        return IdTextLoss.Compute(id.reshape(-1, d), x.reshape(-1, d), draw.Layout, Config.Temperature, draw.Rows, Backend);
     }
 
     /// <summary>pc_merge over [title, llm_adapter(text)] without the concatenation (see <see cref="EncodeInputs"/>):
-    /// title·W_tᵀ + text·(W_c·W_adapter)ᵀ + b in one <see cref="TiledLinear"/> node.</summary>
+    /// title·W_tᵀ + text·(W_c·W_adapter)ᵀ + b.</summary>
     private Tensor Merge(Tensor title, Tensor text, Tensor titleHalf, Tensor commentMap) =>
-        TiledLinear.Apply(title, titleHalf, text, commentMap, pc_merge!.bias);
+        Backend.Linear(title, titleHalf, text, commentMap, pc_merge!.bias);
 
-    /// <summary>p_linear / c_linear over cat([h, m], −1) with weight [W_1 | W_2] as h·W_1ᵀ + m·W_2ᵀ + b
-    /// (<see cref="TiledLinear"/>): the same product without writing the [rows, 2d] concatenation and reading it back
-    /// (and its gradient).</summary>
-    internal static Tensor Project(Linear linear, Tensor h, Tensor m)
+    /// <summary>p_linear / c_linear over cat([h, m], −1) with weight [W_1 | W_2] as h·W_1ᵀ + m·W_2ᵀ + b: the same
+    /// product without writing the [rows, 2d] concatenation and reading it back (and its gradient).</summary>
+    internal Tensor Project(Linear linear, Tensor h, Tensor m)
     {
         var d = h.shape[^1];
-        return TiledLinear.Apply(h, linear.weight!.narrow(1, 0, d), m, linear.weight!.narrow(1, d, d), linear.bias);
+        return Backend.Linear(h, linear.weight!.narrow(1, 0, d), m, linear.weight!.narrow(1, d, d), linear.bias);
     }
 
-    private Tensor Input(Tensor? id, Tensor? x, Embedding position, long length, Tensor ids, LayerNorm norm)
-    {
-        if (training && InputLayer.TryApply(id, id is null ? null : gate, x, position.weight!.narrow(0, 0, length), norm.weight!, norm.bias!,
-                Config.HiddenDropout, Config.LayerNormEps) is { } fused)
-            return fused;
-        var pos = position.weight!.narrow(0, 0, length).unsqueeze(0);
-        Tensor sum = x is null ? pos.expand(ids.shape[0], length, Config.Hidden) : x.add(pos);
-        if (id is not null) sum = id.mul(gate!).add(sum);
-        return Dropout.Apply(norm.forward(sum), Config.HiddenDropout, training);
-    }
+    /// <summary>Step 3: Dropout(LayerNorm(gate·id + x + pos)) over the first <paramref name="length"/> positions.</summary>
+    private Tensor Input(Tensor? id, Tensor? x, Embedding position, long length, LayerNorm norm) =>
+        Backend.Input(id, id is null ? null : gate, x, position.weight!.narrow(0, 0, length), norm, Config.HiddenDropout, Config.LayerNormEps, training);
 
     /// <summary>Zero-length histories become one pad column so attention has a (fully masked, finite) key.</summary>
     private static Tensor NonEmpty(Tensor ids) =>
@@ -305,8 +306,8 @@ public sealed class RecCom : nn.Module
     /// the batch touches more positions than the catalogue has videos, and shared with full-softmax scoring.</summary>
     internal Tensor AdaptedTitles() => Adapt(photo_text);
 
-    /// <summary>llm_adapter(text) on <see cref="TiledLinear"/> (the same linear map, faster).</summary>
-    private Tensor Adapt(Tensor text) => TiledLinear.Apply(text, llm_adapter!.weight!, null);
+    /// <summary>llm_adapter(text).</summary>
+    private Tensor Adapt(Tensor text) => Backend.Linear(text, llm_adapter!.weight!, null, null, null);
 
     private Tensor Titles(Tensor ids, Tensor? table) =>
         table is not null ? Gather(table, ids) : Adapt(Gather(photo_text, ids));
@@ -317,14 +318,14 @@ public sealed class RecCom : nn.Module
         return table.index_select(0, ids.reshape(-1)).view(shape);
     }
 
-    /// <summary>Mean of the raw text embeddings of each entry's comments, [B, L, E] (<see cref="GatherMean"/>: pad 0
-    /// excluded from sum and count, an entry with no comments gives 0 — the same as <see cref="MaskedMean"/>).
+    /// <summary>Mean of the raw text embeddings of each entry's comments, [B, L, E] (pad 0 excluded from sum and
+    /// count, an entry with no comments gives 0 — the same as <see cref="MaskedMean"/>).
     /// Averaging before llm_adapter is the same as averaging after it (linear, no bias) and keeps the [B, L, K, E]
     /// gather (≈ 79 MB at batch 512) out of memory and out of autograd.</summary>
     private Tensor MeanText(Tensor comments)
     {
         using var _ = no_grad();
-        return GatherMean.Of(comment_text, comments);
+        return Backend.RowMean(comment_text, comments);
     }
 
     private static Tensor MaskedMean(Tensor values, Tensor ids)
@@ -352,10 +353,8 @@ public sealed class RecCom : nn.Module
         if (ids is null)
         {
             Tensor? text = Config.UseText ? titleTable ?? AdaptedTitles() : null;
-            if (CandidateVectors.TryApply(Config.UseIds ? photo_embedding!.weight! : null, Config.UseIds ? gate : null, text) is { } fused)
-                return fused.MoveToOuterDisposeScope();
-            Tensor? id = Config.UseIds ? photo_embedding!.weight!.mul(gate!) : null;
-            v = text is null ? id! : id is null ? text : id.add(text);
+            return Backend.CandidateVectors(Config.UseIds ? photo_embedding!.weight! : null, Config.UseIds ? gate : null, text)
+                .MoveToOuterDisposeScope();
         }
         else v = QueryOrCandidate(ids, titleTable);
         return F.normalize(v, dim: -1).MoveToOuterDisposeScope();
@@ -386,8 +385,8 @@ public sealed class RecCom : nn.Module
     /// <summary>Mean cross-entropy of the Rec full softmax: the same value as <c>cross_entropy(ScoreAllVideos(user),
     /// target)</c>, whose pad column (−1e6) has probability 0, computed without the pad column (targets shift by one)
     /// and with 1/T applied to the [B, d] users instead of the [B, PhotoCount] scores: two fewer passes over the
-    /// largest tensor of a training step, forward and backward; <see cref="SoftmaxCrossEntropy"/> then never
-    /// materialises the log-probabilities.</summary>
+    /// largest tensor of a training step, forward and backward (the CPU backend's kernel then never materialises
+    /// the log-probabilities).</summary>
     /// <paramref name="candidates"/>: <see cref="FullSoftmaxCandidates"/> when the caller has them already (the
     /// sharded step computes them once for all slices).
     internal Tensor FullSoftmaxLoss(Tensor user, Tensor target, Tensor? titleTable, Tensor? candidates = null)
@@ -396,7 +395,7 @@ public sealed class RecCom : nn.Module
         if (target.numel() > 0 && target.min().item<long>() < 1)
             throw new ArgumentException("A Rec target is the pad video (id 0); targets must be real videos.", nameof(target));
         var videos = candidates ?? FullSoftmaxCandidates(titleTable);
-        return SoftmaxCrossEntropy.Loss(user.div(Config.Temperature), videos, target.sub(1)).MoveToOuterDisposeScope();
+        return Backend.SoftmaxCrossEntropy(user.div(Config.Temperature), videos, target.sub(1)).MoveToOuterDisposeScope();
     }
 
     /// <summary>The normalised vectors of all real videos (rows 1…, no pad row), [PhotoCount − 1, Hidden]: the

@@ -1,3 +1,4 @@
+using LSVCR.Modeling.Cpu;
 using LSVCR.Data;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -63,7 +64,7 @@ public static class SrLoss
         {
             var (total, taskLoss, idText) = Compute(model, batch, task, candidates, idTextWeight);
             total.backward();
-            return new StepLosses(total.item<float>(), taskLoss.item<float>(), idText?.item<float>());
+            return new StepLosses(total.to(ScalarType.Float64).item<double>(), taskLoss.to(ScalarType.Float64).item<double>(), idText?.to(ScalarType.Float64).item<double>());
         }
         return new ShardedStep(model, batch, task, candidates, idTextWeight, shards).Run();
     }
@@ -151,7 +152,7 @@ public static class SrLoss
                         losses[s] = Keep(s, loss.detach())!;
                         (idTextGrads[2 * s], idTextGrads[2 * s + 1]) = (Keep(s, g[0])!, Keep(s, g[1])!);
                     });
-                    idText = losses[0].add(losses[1]).item<float>();
+                    idText = losses[0].add(losses[1]).to(ScalarType.Float64).item<double>();
                 }
 
                 ShardWorkers.Run(shards, s =>
@@ -162,7 +163,7 @@ public static class SrLoss
                     var user = model.EncodeUser(x, parts[s].Target, task, shared?.TableLeaf);
                     var shardCandidates = candidates?.narrow(0, _start[s], _size[s]);
                     var loss = TaskLoss(model, user, parts[s].Target, task, shardCandidates, shared?.TableLeaf, shared?.VideosLeaf);
-                    taskLosses[s] = loss.item<float>();
+                    taskLosses[s] = loss.to(ScalarType.Float64).item<double>();
                     var outputs = new List<Tensor> { loss.mul((double)_size[s] / n) };
                     var upstream = new List<Tensor> { ones_like(outputs[0]) };
                     if (idTextGrads is not null)

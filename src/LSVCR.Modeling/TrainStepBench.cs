@@ -21,21 +21,20 @@ public sealed record TrainBenchOptions
     public double IdTextWeight { get; init; } = 0.1;
     public int Steps { get; init; } = 10;
     public int Warmup { get; init; } = 2;
-    public int Threads { get; init; } = 2;
     /// <summary>Data-parallel slices of the batch (<see cref="SrLoss.Backward"/>), as fine-tuning runs them.</summary>
     public int Shards { get; init; } = SrLoss.DefaultShards;
     public int Seed { get; init; } = 1;
-    /// <summary>Apply <see cref="CpuAllocator.KeepFreedMemory"/> first (process-wide), as fine-tuning should.</summary>
-    public bool KeepFreedMemory { get; init; } = true;
-    /// <summary>Apply <see cref="OpenMp.PreferPassiveWaiting"/> first (only effective before libtorch loads).</summary>
-    public bool PassiveOpenMp { get; init; } = true;
+    /// <summary>Run the model on the fused CPU kernels where they apply (<see cref="ModelBackend.Select"/>); false =
+    /// the plain modules.</summary>
+    public bool CpuKernels { get; init; } = true;
 }
 
 /// <summary>Measured figures of one bench run.</summary>
 /// <param name="CpuSeconds">Process CPU time over the measured steps: on a shared machine wall time includes waiting for
 /// other processes, CPU time does not (samples per CPU-second × threads bounds the idle-machine throughput).</param>
+/// <param name="Backend">The <see cref="ModelBackend.Name"/> that ran; <paramref name="Threads"/> libtorch's thread count.</param>
 public sealed record TrainBenchResult(int Steps, int Batch, double Seconds, double SamplesPerSecond, double FirstLoss,
-    double LastLoss, IReadOnlyDictionary<string, double> PhaseSeconds, double CpuSeconds)
+    double LastLoss, IReadOnlyDictionary<string, double> PhaseSeconds, double CpuSeconds, string Backend, int Threads)
 {
     public double SamplesPerCpuSecond => Steps * (double)Batch / CpuSeconds;
 }
@@ -43,16 +42,14 @@ public sealed record TrainBenchResult(int Steps, int Batch, double Seconds, doub
 /// <summary>
 /// Throughput of one Rec training step as fine-tuning runs it: random synthetic batch and text tables, full softmax
 /// over all videos, id–text loss, AdamW (lr 1e-3, wd 1e-5). Not a test: timings go to <c>lsvcr bench train</c>.
+/// Thread count, allocator and OpenMP policy are the host's (<see cref="Cpu.CpuHost"/>), as in fine-tuning.
 /// </summary>
 public static class TrainStepBench
 {
     public static TrainBenchResult Run(TrainBenchOptions o, IProgress<JobProgress>? progress = null, CancellationToken ct = default)
     {
-        if (o.Batch < 1 || o.History < 1 || o.Videos < 2 || o.Steps < 1 || o.Warmup < 0 || o.Threads < 1 || o.Shards < 1)
-            throw new ArgumentException("bench train: batch, history, steps, threads, shards ≥ 1, videos ≥ 2, warmup ≥ 0.");
-        if (o.PassiveOpenMp) OpenMp.PreferPassiveWaiting(); // before the first torch call
-        torch.set_num_threads(o.Threads);
-        if (o.KeepFreedMemory) CpuAllocator.KeepFreedMemory();
+        if (o.Batch < 1 || o.History < 1 || o.Videos < 2 || o.Steps < 1 || o.Warmup < 0 || o.Shards < 1)
+            throw new ArgumentException("bench train: batch, history, steps, shards ≥ 1, videos ≥ 2, warmup ≥ 0.");
         manual_seed(o.Seed);
         var config = new RecComConfig
         {
@@ -61,7 +58,7 @@ public static class TrainStepBench
         };
         using var photoText = randn(config.PhotoCount, o.TextDim);
         using var commentText = randn(config.CommentCount, o.TextDim);
-        using var model = new RecCom(config, photoText, commentText);
+        using var model = new RecCom(config, photoText, commentText, ModelBackend.Select(CPU, ScalarType.Float32, o.CpuKernels));
         model.train();
         using var optimizer = optim.AdamW(model.parameters(), lr: 1e-3, weight_decay: 1e-5);
         var batches = Enumerable.Range(0, 4).Select(_ => RandomBatch(o, config)).ToArray();
@@ -106,7 +103,8 @@ public static class TrainStepBench
         process.Refresh();
         var cpu = (process.TotalProcessorTime - cpuStart).TotalSeconds;
         var seconds = clock.Elapsed.TotalSeconds;
-        return new TrainBenchResult(o.Steps, o.Batch, seconds, o.Steps * (double)o.Batch / seconds, first, last, phases, cpu);
+        return new TrainBenchResult(o.Steps, o.Batch, seconds, o.Steps * (double)o.Batch / seconds, first, last, phases, cpu, model.Backend.Name,
+            get_num_threads());
     }
 
     /// <summary>Full-length histories of random videos; comment entries with 1..K random comments.</summary>

@@ -157,7 +157,7 @@ public static class ExperimentRunner
             }
             catch (JsonException) { }  // unreadable: recompute and overwrite
         }
-        var (model, info) = ModelStore.Load(trained.BestDir, photoEmbs, commentEmbs);
+        var (model, info) = ModelStore.Load(trained.BestDir, photoEmbs, commentEmbs, evaluation.CpuKernels);
         using (model)
         {
             var scorer = new ModelScorer(model);

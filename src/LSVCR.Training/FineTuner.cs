@@ -114,14 +114,9 @@ public static class FineTuner
             return Result(state, task, variant, outDir, resumedAfter, options);
         }
 
-        // Training allocates and frees the same large tensors every step; keeping freed memory in the heap avoids
-        // re-faulting them (measured: bench train 134 → 305 samples/s). Passive OpenMP waiting only takes effect
-        // when nothing has loaded libtorch yet, so hosts (the CLI) also call it at start-up.
-        OpenMp.PreferPassiveWaiting();
-        CpuAllocator.KeepFreedMemory();
-        if (options.Threads is int threads) torch.set_num_threads(threads);
+        // Thread count, allocator and OpenMP policy are process-wide: the host sets them (Modeling.Cpu.CpuHost).
         torch.manual_seed(options.Seed);
-        using var model = ModelStore.Create(config, photoEmbs, commentEmbs);
+        using var model = ModelStore.Create(config, photoEmbs, commentEmbs, options.CpuKernels);
         if (options.Init is not null && state.CompletedEpochs == 0)
         {
             var report = ModelStore.LoadWeights(model, Directory.Exists(options.Init) ? ModelStore.Locate(options.Init) : options.Init, exact: false);

@@ -92,7 +92,9 @@ public static class ModelStore
     }
 
     /// <summary>Rebuilds the model of <paramref name="dir"/> (see <see cref="Locate"/>) over the given text embeddings.</summary>
-    public static (RecCom Model, ModelInfo Info) Load(string dir, FloatMatrix photoEmbs, FloatMatrix commentEmbs)
+        /// <summary>Rebuilds the model of <paramref name="dir"/> (see <see cref="Locate"/>) over the given text embeddings;
+    /// <paramref name="cpuKernels"/> false = the plain modules.</summary>
+    public static (RecCom Model, ModelInfo Info) Load(string dir, FloatMatrix photoEmbs, FloatMatrix commentEmbs, bool cpuKernels = true)
     {
         dir = Locate(dir);
         var info = ReadInfo(dir);
@@ -101,16 +103,17 @@ public static class ModelStore
             throw new LsvcrException(
                 $"{dir}: the model was trained for {config.PhotoCount} videos / {config.CommentCount} comments with {config.TextDim}-d texts, " +
                 $"but the embeddings hold {photoEmbs.Rows}×{photoEmbs.Cols} / {commentEmbs.Rows}×{commentEmbs.Cols}");
-        var model = Create(config, photoEmbs, commentEmbs);
+        var model = Create(config, photoEmbs, commentEmbs, cpuKernels);
         LoadWeights(model, dir, exact: true);
         return (model, info);
     }
 
-    internal static RecCom Create(RecComConfig config, FloatMatrix photoEmbs, FloatMatrix commentEmbs)
+    /// <summary>A float32 CPU model; <paramref name="cpuKernels"/> false = the plain modules (see <see cref="ModelBackend.Select"/>).</summary>
+    internal static RecCom Create(RecComConfig config, FloatMatrix photoEmbs, FloatMatrix commentEmbs, bool cpuKernels = true)
     {
         using var p = tensor(photoEmbs.Data, [photoEmbs.Rows, photoEmbs.Cols]);
         using var c = tensor(commentEmbs.Data, [commentEmbs.Rows, commentEmbs.Cols]);
-        return new RecCom(config, p, c);
+        return new RecCom(config, p, c, ModelBackend.Select(CPU, ScalarType.Float32, cpuKernels));
     }
 
     /// <summary>Loads weights from a checkpoint folder or a reference state-dict file. <paramref name="exact"/>: every

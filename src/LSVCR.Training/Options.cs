@@ -17,6 +17,10 @@ public sealed record EvalOptions
     public int SampledNegatives { get; init; } = 99;
     /// <summary>CommRank: the candidate list is capped at this many comments (reference 100).</summary>
     public int MaxCommentCandidates { get; init; } = 100;
+    /// <summary>Run the model on the fused CPU kernels where they apply (<see cref="Modeling.ModelBackend.Select"/>);
+    /// false = the plain TorchSharp modules (<c>--no-cpu-kernels</c>). Not part of the cached metrics' key: both
+    /// backends compute the same scores up to float rounding.</summary>
+    [System.Text.Json.Serialization.JsonIgnore] public bool CpuKernels { get; init; } = true;
 
     public int[] AllKs => [.. new[] { 1, 5, 10 }.Concat(Ks).Distinct().Order()];
 

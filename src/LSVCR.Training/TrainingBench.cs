@@ -37,7 +37,7 @@ public static class TrainingBench
         double assembly = assembled / clock.Elapsed.TotalSeconds;
 
         torch.manual_seed(options.Seed);
-        using var model = ModelStore.Create(config, photoEmbs, commentEmbs);
+        using var model = ModelStore.Create(config, photoEmbs, commentEmbs, options.CpuKernels);
         using var optimizer = TrainSettings.Optimizer(model.parameters(), options);
         model.train();
         int trained = 0, steps = 0;

@@ -1,8 +1,10 @@
+using LSVCR.Modeling.Cpu;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace LSVCR.Modeling.Tests;
 
+[Trait("Category", "Kernels")]
 public class CandidateVectorsTests
 {
     /// <summary>normalize(gate·E + T) against the written-out ops: output and the gradients of E, gate and T. 2,500

@@ -1,3 +1,4 @@
+using LSVCR.Modeling.Cpu;
 using System.Collections;
 using System.Text.Json.Nodes;
 using LSVCR.Data;

@@ -1,8 +1,10 @@
+using LSVCR.Modeling.Cpu;
 using System.Runtime.Intrinsics;
 using static TorchSharp.torch;
 
 namespace LSVCR.Modeling.Tests;
 
+[Trait("Category", "Kernels")]
 public unsafe class CpuKernelsTests
 {
     /// <summary>Every tile path (6×64, 4×64, 8×32, 8×16), their row remainders and the narrow-column fallback, with A

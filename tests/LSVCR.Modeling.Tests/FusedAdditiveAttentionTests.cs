@@ -1,9 +1,11 @@
+using LSVCR.Modeling.Cpu;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace LSVCR.Modeling.Tests;
 
+[Trait("Category", "Kernels")]
 public class FusedAdditiveAttentionTests
 {
     private sealed record Head(Linear Linear1, LayerNorm Norm, Linear Linear2) : IDisposable

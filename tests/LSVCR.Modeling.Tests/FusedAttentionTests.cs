@@ -1,7 +1,9 @@
+using LSVCR.Modeling.Cpu;
 using static TorchSharp.torch;
 
 namespace LSVCR.Modeling.Tests;
 
+[Trait("Category", "Kernels")]
 public class FusedAttentionTests
 {
     /// <summary>The written-out reference: softmax(QKᵀ/√dh + mask), dropout with <see cref="Dropout.KeepMask"/>, ·V.</summary>

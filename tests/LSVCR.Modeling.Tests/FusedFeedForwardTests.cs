@@ -1,8 +1,10 @@
+using LSVCR.Modeling.Cpu;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace LSVCR.Modeling.Tests;
 
+[Trait("Category", "Kernels")]
 public class FusedFeedForwardTests
 {
     /// <summary>The fused sublayer against the written-out libtorch formula with the same keep mask: output and the

@@ -1,13 +1,15 @@
+using LSVCR.Modeling.Cpu;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace LSVCR.Modeling.Tests;
 
+[Trait("Category", "Kernels")]
 public class FusedMultiHeadAttentionTests
 {
-    private static MultiHeadAttention Module(int d, double attentionDropout, double hiddenDropout)
+    private static CpuMultiHeadAttention Module(int d, double attentionDropout, double hiddenDropout)
     {
-        var m = new MultiHeadAttention(new RecComConfig
+        var m = new CpuMultiHeadAttention(new RecComConfig
         {
             PhotoCount = 2, CommentCount = 1, Hidden = d, Heads = 2, AttentionDropout = attentionDropout,
             HiddenDropout = hiddenDropout, LayerNormEps = 1e-8,

@@ -1,7 +1,9 @@
+using LSVCR.Modeling.Cpu;
 using static TorchSharp.torch;
 
 namespace LSVCR.Modeling.Tests;
 
+[Trait("Category", "Kernels")]
 public class GatherMeanTests
 {
     [Fact]

@@ -1,3 +1,4 @@
+using LSVCR.Modeling.Cpu;
 using static TorchSharp.torch;
 
 namespace LSVCR.Modeling.Tests;

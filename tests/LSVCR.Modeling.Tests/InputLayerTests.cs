@@ -1,8 +1,10 @@
+using LSVCR.Modeling.Cpu;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace LSVCR.Modeling.Tests;
 
+[Trait("Category", "Kernels")]
 public class InputLayerTests
 {
     /// <summary>The fused input step against the written-out ops with the same keep mask: output and the gradients of

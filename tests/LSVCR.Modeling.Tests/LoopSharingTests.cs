@@ -1,8 +1,10 @@
+using LSVCR.Modeling.Cpu;
 using static TorchSharp.torch;
 
 namespace LSVCR.Modeling.Tests;
 
 /// <summary>A shard worker that is done takes items of the kernel loop another worker is still running.</summary>
+[Trait("Category", "Kernels")]
 public class LoopSharingTests
 {
     private static void OnTwoWorkers(Action<int> body)

@@ -1,3 +1,4 @@
+using LSVCR.Modeling.Cpu;
 using LSVCR.Data;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -5,8 +6,13 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace LSVCR.Modeling.Tests;
 
-public class LossTests
+public abstract class LossTests
 {
+    /// <summary>The backend every model of this class is built with: each test runs once per backend.</summary>
+    private protected abstract ModelBackend Backend { get; }
+
+    private RecCom Model(RecComConfig? config = null, int seed = 3) => Tiny.Model(config, seed, Backend);
+
     [Theory]
     [InlineData(1000, 99)]  // 5 full blocks + a borrowing block of 5 owners
     [InlineData(199, 99)]   // exactly one block
@@ -210,7 +216,7 @@ public class LossTests
     [Fact]
     public void Full_softmax_loss_is_cross_entropy_over_all_videos_plus_weighted_id_text()
     {
-        using var model = Tiny.Model();
+        using var model = Model();
         model.train();
         using var batch = Tiny.Batch();
         manual_seed(21);
@@ -231,7 +237,7 @@ public class LossTests
     [Fact]
     public void Full_softmax_gradients_equal_the_masked_all_video_scores_and_pad_targets_are_rejected()
     {
-        using var model = Tiny.Model(Tiny.Config(c => c with { HiddenDropout = 0, AttentionDropout = 0 }));
+        using var model = Model(Tiny.Config(c => c with { HiddenDropout = 0, AttentionDropout = 0 }));
         model.train();
         using var batch = Tiny.Batch();
         var (_, task, _) = SrLoss.Compute(model, batch, TaskKind.Rec, null, 0);
@@ -260,7 +266,7 @@ public class LossTests
     [Fact]
     public void Sampled_and_comment_losses_use_label_zero()
     {
-        using var model = Tiny.Model();
+        using var model = Model();
         model.eval();
         using var batch = Tiny.Batch();
         using var cands = tensor(new long[,] { { 5, 1, 2 }, { 1, 3, 4 }, { 3, 6, 0 } });
@@ -278,7 +284,7 @@ public class LossTests
     [Fact]
     public void Training_steps_reduce_the_loss_and_reach_every_parameter()
     {
-        using var model = Tiny.Model(Tiny.Config(c => c with { HiddenDropout = 0, AttentionDropout = 0 }));
+        using var model = Model(Tiny.Config(c => c with { HiddenDropout = 0, AttentionDropout = 0 }));
         model.train();
         using var batch = Tiny.Batch();
         using var opt = optim.AdamW(model.parameters(), 0.01);
@@ -316,7 +322,7 @@ public class LossTests
     [InlineData(TaskKind.CommRank)]
     public void Fused_training_step_equals_the_plain_modules_without_dropout(TaskKind task)
     {
-        using var model = Tiny.Model(Tiny.Config(c => c with { HiddenDropout = 0, AttentionDropout = 0 }));
+        using var model = Model(Tiny.Config(c => c with { HiddenDropout = 0, AttentionDropout = 0 }));
         // Every history non-empty: a fully masked attention row softmaxes scores rounded next to −1e6 (ulp 0.0625),
         // where the written-out formula and libtorch's kernel round differently — both valid, not comparable.
         using var batch = Tiny.Batch();
@@ -444,4 +450,15 @@ public class RuntimeTuningTests
         Assert.False(OpenMp.PreferPassiveWaiting());
         Assert.Null(Environment.GetEnvironmentVariable("OMP_WAIT_POLICY"));
     }
+}
+
+public sealed class LossTestsPlain : LossTests
+{
+    private protected override ModelBackend Backend => ModelBackend.Plain;
+}
+
+[Trait("Category", "Kernels")]
+public sealed class LossTestsCpuKernels : LossTests
+{
+    private protected override ModelBackend Backend => ModelBackend.CpuKernels;
 }

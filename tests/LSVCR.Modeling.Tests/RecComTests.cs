@@ -1,11 +1,17 @@
+using LSVCR.Modeling.Cpu;
 using LSVCR.Data;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace LSVCR.Modeling.Tests;
 
-public class RecComTests
+public abstract class RecComTests
 {
+    /// <summary>The backend every model of this class is built with: each test runs once per backend.</summary>
+    private protected abstract ModelBackend Backend { get; }
+
+    private RecCom Model(RecComConfig? config = null, int seed = 3) => Tiny.Model(config, seed, Backend);
+
     private static readonly string[] LayerKeys =
     [
         "multi_head_attention.query.weight", "multi_head_attention.query.bias",
@@ -41,7 +47,7 @@ public class RecComTests
     [Fact]
     public void State_dict_keys_are_the_reference_names_and_exclude_the_text_tables()
     {
-        using var model = Tiny.Model();
+        using var model = Model();
         var keys = model.state_dict().Keys.ToHashSet();
         Assert.Equal(ReferenceKeys().OrderBy(k => k), keys.OrderBy(k => k));
         Assert.Equal(new long[] { Tiny.Photos, 8 }, model.state_dict()["photo_embedding.weight"].shape);
@@ -53,14 +59,14 @@ public class RecComTests
     [Fact]
     public void Stage1_form_has_no_photo_embedding_or_gate()
     {
-        using var model = Tiny.Model(Tiny.Config(c => c with { UseIds = false }));
+        using var model = Model(Tiny.Config(c => c with { UseIds = false }));
         Assert.Equal(ReferenceKeys(ids: false).OrderBy(k => k), model.state_dict().Keys.OrderBy(k => k));
     }
 
     [Fact]
     public void Init_follows_the_reference()
     {
-        using var model = Tiny.Model(Tiny.Config(c => c with { PhotoCount = 2001 }), seed: 5);
+        using var model = Model(Tiny.Config(c => c with { PhotoCount = 2001 }), seed: 5);
         var sd = model.state_dict();
         Assert.Equal(1f, sd["gate"].item<float>());
         var emb = sd["photo_embedding.weight"];
@@ -79,7 +85,7 @@ public class RecComTests
     public void Step1_text_vectors_are_pc_merge_of_adapted_title_and_comment_text(bool titleTable)
     {
         var (photoText, commentText) = Tiny.Texts();
-        using var model = Tiny.Model();
+        using var model = Model();
         using var batch = Tiny.Batch();
         var sd = model.state_dict();
         using (no_grad()) sd["pc_merge.bias"].copy_(randn(8));
@@ -117,7 +123,8 @@ public class RecComTests
         using var h = randn(3, 5, 8);
         using var m = randn(3, 5, 8);
         using var expected = linear.forward(cat([h, m], -1));
-        using var actual = RecCom.Project(linear, h, m);
+        using var model = Model();
+        using var actual = model.Project(linear, h, m);
         Assert.Equal(expected.shape, actual.shape);
         Assert.True(actual.allclose(expected, rtol: 1e-5, atol: 1e-6), $"{actual.sub(expected).abs().max().item<float>()}");
     }
@@ -140,7 +147,7 @@ public class RecComTests
     [InlineData(TaskKind.CommRank)]
     public void Encode_gives_finite_unit_vectors_even_for_an_empty_comment_history(TaskKind task)
     {
-        using var model = Tiny.Model();
+        using var model = Model();
         model.eval();
         using var batch = Tiny.Batch();
         var (user, idText) = model.Encode(batch, task);
@@ -154,7 +161,7 @@ public class RecComTests
     [Fact]
     public void Eval_is_deterministic_and_train_applies_dropout()
     {
-        using var model = Tiny.Model();
+        using var model = Model();
         using var batch = Tiny.Batch();
         model.eval();
         var a = model.Encode(batch, TaskKind.Rec).User;
@@ -168,7 +175,7 @@ public class RecComTests
     [Fact]
     public void Scores_are_cosine_over_temperature_with_pad_masked()
     {
-        using var model = Tiny.Model();
+        using var model = Model();
         model.eval();
         using var batch = Tiny.Batch();
         using var _ = no_grad();
@@ -199,8 +206,8 @@ public class RecComTests
     [Fact]
     public void Converting_the_model_converts_its_text_tables()
     {
-        using var single = Tiny.Model();
-        using var converted = Tiny.Model();
+        using var single = Model();
+        using var converted = Model();
         converted.to(ScalarType.Float64);
         single.eval();
         converted.eval();
@@ -223,7 +230,7 @@ public class RecComTests
     [Fact]
     public void Video_vector_is_gate_times_id_plus_adapted_title()
     {
-        using var model = Tiny.Model();
+        using var model = Model();
         var sd = model.state_dict();
         using (no_grad()) sd["gate"].fill_(0.5f);
         var (titles, _) = Tiny.Texts();
@@ -237,7 +244,7 @@ public class RecComTests
     public void Id_only_variant_scores_comments_from_comment_ids()
     {
         var config = Tiny.Config(c => c with { UseText = false, CommentIds = true });
-        using var model = Tiny.Model(config);
+        using var model = Model(config);
         Assert.DoesNotContain("llm_adapter.weight", model.state_dict().Keys);
         Assert.Contains("comment_embedding.weight", model.state_dict().Keys);
         model.eval();
@@ -251,7 +258,7 @@ public class RecComTests
     [Fact]
     public void Text_only_variant_needs_no_ids()
     {
-        using var model = Tiny.Model(Tiny.Config(c => c with { UseIds = false }));
+        using var model = Model(Tiny.Config(c => c with { UseIds = false }));
         model.eval();
         using var batch = Tiny.Batch();
         var (user, _) = model.Encode(batch, TaskKind.Rec);
@@ -264,7 +271,7 @@ public class RecComTests
     [Fact]
     public void History_longer_than_max_position_is_rejected()
     {
-        using var model = Tiny.Model();
+        using var model = Model();
         using var batch = new SrBatch
         {
             PhotoHistory = ones(1, 6, dtype: ScalarType.Int64), PhotoHistoryComment = zeros(1, 6, dtype: ScalarType.Int64),
@@ -280,9 +287,9 @@ public class RecComTests
     {
         var config = Tiny.Config(c => c with { HiddenDropout = 0, AttentionDropout = 0 });
         manual_seed(11);
-        using var stack = new TransformerStack(config, 2, "s");
-        using var l0 = new TransformerLayer(config);
-        using var l1 = new TransformerLayer(config);
+        using var stack = new TransformerStack(config, 2, "s", Backend);
+        using var l0 = new TransformerLayer(config, Backend);
+        using var l1 = new TransformerLayer(config, Backend);
         using (no_grad())
         {
             foreach (var (name, t) in stack.state_dict())
@@ -300,18 +307,26 @@ public class RecComTests
         var self = stack.forward(h, h, zeros(2, 1, 1, 3));
         var reference = l1.forward(l0.forward(h, h, zeros(2, 1, 1, 3)), h, zeros(2, 1, 1, 3));
         Assert.True(self.allclose(reference, 1e-5, 1e-6));
-        using var standard = new TransformerStack(config with { StandardStacking = true }, 2, "s");
+        using var standard = new TransformerStack(config with { StandardStacking = true }, 2, "s", Backend);
         standard.load_state_dict(stack.state_dict());
         var h1 = l0.forward(h, h, zeros(2, 1, 1, 3));
         Assert.True(standard.forward(h, h, zeros(2, 1, 1, 3)).allclose(l1.forward(h1, h1, zeros(2, 1, 1, 3)), 1e-5, 1e-6));
     }
 
-    [Fact]
-    public void Attention_matches_the_reference_formula_fused_or_not()
+    /// <summary>The attention module of this class's backend, in training (the CPU backend's fused node) and in
+    /// evaluation (the plain modules with libtorch's attention kernel), self- and cross-attending, against the
+    /// formula; then with attention dropout p = 1e-9, whose threshold is below every 16-bit draw, so every probability
+    /// is kept and the numbers must not change.</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Attention_matches_the_reference_formula_in_training_and_evaluation(bool training)
     {
         var config = Tiny.Config(c => c with { HiddenDropout = 0, AttentionDropout = 0 });
         manual_seed(13);
-        using var mha = new MultiHeadAttention(config);
+        using var mha = Backend.MultiHeadAttention(config);
+        Assert.Equal(Backend == ModelBackend.CpuKernels, mha is Cpu.CpuMultiHeadAttention);
+        mha.train(training);
         var sd = mha.state_dict();
         var x = randn(2, 3, 8);
         using var ids = tensor(new long[,] { { 5, 6, 0 }, { 1, 0, 0 } });
@@ -321,14 +336,23 @@ public class RecComTests
         var probs = Heads(Proj("query", x)).matmul(Heads(Proj("key", x)).transpose(2, 3)).div(2.0).add(mask).softmax(-1);
         var ctx = probs.matmul(Heads(Proj("value", x))).transpose(1, 2).reshape(2, 3, 8);
         var expected = nn.functional.layer_norm(Proj("out_linear", ctx).add(x), [8], sd["LayerNorm.weight"], sd["LayerNorm.bias"], 1e-8);
-        Assert.True(mha.forward(x, x, mask).allclose(expected, 1e-5, 1e-5));          // fused q/k/v path
-        Assert.True(mha.forward(x, x.alias(), mask).allclose(expected, 1e-5, 1e-5));  // separate projections
+        Assert.True(mha.forward(x, x, mask).allclose(expected, 1e-5, 1e-5));          // self: q/k/v as one projection
+        Assert.True(mha.forward(x, x.alias(), mask).allclose(expected, 1e-5, 1e-5));  // cross: separate projections
 
-        // Training with attention dropout takes the written-out path; p = 1e-9 keeps every probability (its
-        // threshold is below every int16 draw), so it must give the same numbers.
-        using var written = new MultiHeadAttention(config with { AttentionDropout = 1e-9 });
-        written.load_state_dict(sd);
-        written.train();
-        Assert.True(written.forward(x, x, mask).allclose(expected, 1e-5, 1e-5));
+        using var kept = Backend.MultiHeadAttention(config with { AttentionDropout = 1e-9 });
+        kept.load_state_dict(sd);
+        kept.train(training);
+        Assert.True(kept.forward(x, x, mask).allclose(expected, 1e-5, 1e-5));
     }
+}
+
+public sealed class RecComTestsPlain : RecComTests
+{
+    private protected override ModelBackend Backend => ModelBackend.Plain;
+}
+
+[Trait("Category", "Kernels")]
+public sealed class RecComTestsCpuKernels : RecComTests
+{
+    private protected override ModelBackend Backend => ModelBackend.CpuKernels;
 }

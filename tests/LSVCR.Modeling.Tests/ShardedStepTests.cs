@@ -1,11 +1,17 @@
+using LSVCR.Modeling.Cpu;
 using LSVCR.Data;
 using static TorchSharp.torch;
 
 namespace LSVCR.Modeling.Tests;
 
 /// <summary><see cref="SrLoss.Backward"/> with data-parallel shards against one pass over the whole batch.</summary>
-public sealed class ShardedStepTests
+public abstract class ShardedStepTests
 {
+    /// <summary>The backend every model of this class is built with: each test runs once per backend.</summary>
+    private protected abstract ModelBackend Backend { get; }
+
+    private RecCom Model(RecComConfig? config = null, int seed = 3) => Tiny.Model(config, seed, Backend);
+
     /// <summary>Seven users with random histories (pads included, one empty comment history) over the tiny catalogue.</summary>
     private static SrBatch Users(int seed = 4)
     {
@@ -63,7 +69,7 @@ public sealed class ShardedStepTests
     [InlineData(TaskKind.CommRank, false, 3)]
     public void Sharded_step_equals_one_pass_over_the_batch_without_dropout(TaskKind task, bool sampled, int shards)
     {
-        using var model = Tiny.Model(Tiny.Config(c => c with { HiddenDropout = 0, AttentionDropout = 0 }));
+        using var model = Model(Tiny.Config(c => c with { HiddenDropout = 0, AttentionDropout = 0 }));
         model.train();
         using var batch = Users();
         using var candidates = Candidates(task, sampled, batch);
@@ -90,7 +96,7 @@ public sealed class ShardedStepTests
     [Fact]
     public void Sharded_id_text_gradient_equals_the_unsharded_one()
     {
-        using var model = Tiny.Model(Tiny.Config(c => c with { HiddenDropout = 0, AttentionDropout = 0 }));
+        using var model = Model(Tiny.Config(c => c with { HiddenDropout = 0, AttentionDropout = 0 }));
         model.train();
         using var batch = Users();
         Dictionary<string, Tensor> IdTextOnly(int shards)
@@ -116,7 +122,7 @@ public sealed class ShardedStepTests
     [Fact]
     public void Sharded_step_with_dropout_is_reproducible_and_independent_of_the_thread_count()
     {
-        using var model = Tiny.Model();
+        using var model = Model();
         model.train();
         using var batch = Users();
         var (serial, serialGrads) = Step(model, batch, TaskKind.Rec, null, 0.1, shards: 2, threads: 1);
@@ -139,7 +145,7 @@ public sealed class ShardedStepTests
     [Fact]
     public void An_error_in_a_slice_is_rethrown_and_the_next_step_runs()
     {
-        using var model = Tiny.Model();
+        using var model = Model();
         model.train();
         using var batch = Users();
         batch.Target[5] = tensor(0L); // the second slice's: the pad video cannot be a Rec target
@@ -151,4 +157,15 @@ public sealed class ShardedStepTests
         Assert.True(grads["photo_embedding.weight"].abs().sum().item<float>() > 0);
         Assert.Throws<ArgumentOutOfRangeException>(() => SrLoss.Backward(model, batch, TaskKind.Rec, null, 0.1, shards: 0));
     }
+}
+
+public sealed class ShardedStepTestsPlain : ShardedStepTests
+{
+    private protected override ModelBackend Backend => ModelBackend.Plain;
+}
+
+[Trait("Category", "Kernels")]
+public sealed class ShardedStepTestsCpuKernels : ShardedStepTests
+{
+    private protected override ModelBackend Backend => ModelBackend.CpuKernels;
 }

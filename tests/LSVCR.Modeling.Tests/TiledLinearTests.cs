@@ -1,8 +1,10 @@
+using LSVCR.Modeling.Cpu;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace LSVCR.Modeling.Tests;
 
+[Trait("Category", "Kernels")]
 public class TiledLinearTests
 {
     /// <summary>x·Wᵀ + b against libtorch's linear: output and the gradients of W, b and x. 1,000 rows are two whole

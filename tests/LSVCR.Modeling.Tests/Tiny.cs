@@ -1,3 +1,4 @@
+using LSVCR.Modeling.Cpu;
 using static TorchSharp.torch;
 
 namespace LSVCR.Modeling.Tests;
@@ -23,12 +24,12 @@ internal static class Tiny
         return (randn(photos, TextDim, generator: g), randn(Comments, TextDim, generator: g));
     }
 
-    public static RecCom Model(RecComConfig? config = null, int seed = 3)
+    public static RecCom Model(RecComConfig? config = null, int seed = 3, ModelBackend? backend = null)
     {
         manual_seed(seed);
         config ??= Config();
         var (p, c) = Texts(photos: config.PhotoCount);
-        return new RecCom(config, p, c);
+        return new RecCom(config, p, c, backend);
     }
 
     /// <summary>3 users; user 2 has an empty comment history (all pad).</summary>

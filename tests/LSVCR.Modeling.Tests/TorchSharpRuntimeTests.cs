@@ -1,3 +1,4 @@
+using LSVCR.Modeling.Cpu;
 using TorchSharp;
 using static TorchSharp.torch;
 

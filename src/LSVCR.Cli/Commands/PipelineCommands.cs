@@ -52,8 +52,9 @@ public static class PipelineCommands
                 Variants = ParseList(parse.GetValue(variants)!, "--variants", ExperimentOptions.AllVariants),
                 Tasks = [.. ParseList(parse.GetValue(tasks)!, "--tasks", ["rec", "commrank"]).Select(ParseTask)],
                 Training = training,
-                Evaluation = defaults.Evaluation with { Seed = seedValue },
+                Evaluation = defaults.Evaluation with { Seed = seedValue, CpuKernels = training.CpuKernels },
             };
+            HostOptions.Apply(options.Training.Threads);
             var result = await CliProgress.RunAsync(p => Task.Run(() => EmbeddedPipeline.RunAsync(options, p, ct), ct));
             foreach (var line in result.Log) AnsiConsole.MarkupLineInterpolated($"[grey]•[/] {line}");
             AnsiConsole.WriteLine();

@@ -54,6 +54,7 @@ public static class TrainingCommands
         {
             var options = Effective(opts.Read(parse, new TrainOptions()));
             var (dataset, photos, comments) = await LoadAsync(parse.GetValue(data)!, parse.GetValue(embeddings)!);
+            HostOptions.Apply(options.Threads);
             var outDir = parse.GetValue(output)!;
             var result = await CliProgress.RunAsync(p => FineTuner.RunAsync(dataset, photos, comments, Protocols.ParseTask(parse.GetValue(task)!),
                 parse.GetValue(variant)!, outDir, options, progress: p, ct: ct));
@@ -80,20 +81,22 @@ public static class TrainingCommands
         var ks = new Option<string>("--k") { Description = "Cut-offs, comma-separated (1, 5 and 10 are always included).", DefaultValueFactory = _ => "1,5,10,20" };
         var seed = new Option<int>("--seed") { Description = "Seed of the candidate sampling.", DefaultValueFactory = _ => new EvalOptions().Seed };
         var json = new Option<bool>("--json") { Description = "Print {task, split, protocol, examples, metrics} as JSON." };
+        var noCpuKernels = HostOptions.NoCpuKernels();
         var command = new Command("evaluate", "Evaluate a fine-tuned model with the MODEL.md §5 protocols: hit, recall, ndcg and mrr at each k.")
         {
-            model, data, embeddings, split, protocol, ks, seed, json,
+            model, data, embeddings, split, protocol, ks, seed, json, noCpuKernels,
         };
         CliAction.Set(command, async (parse, ct) =>
         {
             var kList = ParseKs(parse.GetValue(ks)!);
             var (dataset, photos, comments) = await LoadAsync(parse.GetValue(data)!, parse.GetValue(embeddings)!);
             var splitValue = Enum.Parse<Split>(parse.GetValue(split)!, ignoreCase: true);
-            var options = new EvalOptions { Ks = kList, Seed = parse.GetValue(seed) };
+            var options = new EvalOptions { Ks = kList, Seed = parse.GetValue(seed), CpuKernels = !parse.GetValue(noCpuKernels) };
+            HostOptions.Apply(threads: null);
             // The model is rebuilt with the settings stored in its config.json (shape, dropout, temperature, max position).
             var (result, info) = await CliProgress.RunAsync(p => Task.Factory.StartNew(() =>
             {
-                var (m, info) = ModelStore.Load(parse.GetValue(model)!, photos, comments);
+                var (m, info) = ModelStore.Load(parse.GetValue(model)!, photos, comments, options.CpuKernels);
                 using (m)
                     return (Evaluator.Evaluate(new ModelScorer(m), dataset, Protocols.ParseTask(info.Task), splitValue, parse.GetValue(protocol),
                         options, Variants.DropsComments(info.Variant), info.Config.MaxPosition, p, ct), info);
@@ -137,6 +140,8 @@ public static class TrainingCommands
                 Tasks = [.. Split(parse.GetValue(tasks)!).Select(Protocols.ParseTask)],
                 Training = Effective(opts.Read(parse, new TrainOptions())),
             };
+            options = options with { Evaluation = options.Evaluation with { CpuKernels = options.Training.CpuKernels } };
+            HostOptions.Apply(options.Training.Threads);
             foreach (var v in options.Variants) Variants.Check(v);
             var (dataset, photos, comments) = await LoadAsync(parse.GetValue(data)!, parse.GetValue(embeddings)!);
             var report = await CliProgress.RunAsync(p => ExperimentRunner.RunAsync(dataset, photos, comments, options, p, ct));
@@ -162,15 +167,17 @@ public static class TrainingCommands
         var variant = new Option<string>("--variant") { Description = "Model variant.", DefaultValueFactory = _ => Variants.Full };
         var batch = new Option<int>("--batch") { Description = "Examples per batch.", DefaultValueFactory = _ => new TrainOptions().BatchSize };
         var batches = new Option<int>("--batches") { Description = "Batches to time.", DefaultValueFactory = _ => 20 };
+        var noCpuKernels = HostOptions.NoCpuKernels();
         var command = new Command("fine-tune", "Time batch assembly alone and full training steps (samples/s); shows whether data feeding keeps up with the model.")
         {
-            task, data, embeddings, variant, batch, batches,
+            task, data, embeddings, variant, batch, batches, noCpuKernels,
         };
         CliAction.Set(command, async (parse, ct) =>
         {
             Variants.Check(parse.GetValue(variant)!);
             var (dataset, photos, comments) = await LoadAsync(parse.GetValue(data)!, parse.GetValue(embeddings)!);
-            var options = new TrainOptions { BatchSize = parse.GetValue(batch) };
+            var options = new TrainOptions { BatchSize = parse.GetValue(batch), CpuKernels = !parse.GetValue(noCpuKernels) };
+            HostOptions.Apply(threads: null);
             var r = await CliProgress.RunAsync(p => Task.Factory.StartNew(() => TrainingBench.Measure(dataset, photos, comments,
                 Protocols.ParseTask(parse.GetValue(task)!), parse.GetValue(variant)!, options, parse.GetValue(batches), p, ct),
                 ct, TaskCreationOptions.LongRunning, TaskScheduler.Default));

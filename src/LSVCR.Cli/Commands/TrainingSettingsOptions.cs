@@ -69,9 +69,13 @@ internal sealed class TrainingSettingsOptions
         return s;
     }
 
+    /// <summary>The backend opt-out, stored as <c>"cpu-kernels": false</c>.</summary>
+    private Option<bool> NoCpuKernels { get; } = HostOptions.NoCpuKernels();
+
     public void AddTo(Command command)
     {
         foreach (var o in All) command.Options.Add(o);
+        command.Options.Add(NoCpuKernels);
     }
 
     /// <summary><paramref name="defaults"/>, then the <c>--config</c> file, then the flags given, then <paramref name="more"/>
@@ -82,6 +86,7 @@ internal sealed class TrainingSettingsOptions
         var flags = new JsonObject();
         foreach (var (key, option, value) in _flags)
             if (parse.GetResult(option) is { Implicit: false }) flags[key] = value(parse);
+        if (parse.GetValue(NoCpuKernels)) flags["cpu-kernels"] = false;
         foreach (var (key, value) in more ?? []) flags[key] = value?.DeepClone();
         return options.With(flags, "command line");
     }

@@ -1,11 +1,11 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
-using static LSVCR.Modeling.CpuKernels;
+using static LSVCR.Modeling.Cpu.CpuKernels;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
-namespace LSVCR.Modeling;
+namespace LSVCR.Modeling.Cpu;
 
 /// <summary>
 /// Mean cross-entropy of u·vᵀ against targets — the Rec full softmax of MODEL.md §4 over every video — as one

@@ -1,7 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
-namespace LSVCR.Modeling;
+namespace LSVCR.Modeling.Cpu;
 
 /// <summary>The post-norm residual LayerNorm(Dropout(z) + r) shared by <see cref="FusedMultiHeadAttention"/> and
 /// <see cref="FusedFeedForward"/>, over blocks of rows: biased variance, rstd = 1/√(var + eps), as libtorch's

@@ -1,10 +1,10 @@
 using System.Runtime.CompilerServices;
 using TorchSharp.Modules;
-using static LSVCR.Modeling.CpuKernels;
+using static LSVCR.Modeling.Cpu.CpuKernels;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
-namespace LSVCR.Modeling;
+namespace LSVCR.Modeling.Cpu;
 
 /// <summary>
 /// The whole feed-forward sublayer of MODEL.md §2.1, LayerNorm(Dropout(linear_2(GELU(linear_1(x)))) + x), for

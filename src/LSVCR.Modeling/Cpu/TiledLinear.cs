@@ -1,8 +1,8 @@
 using System.Runtime.CompilerServices;
-using static LSVCR.Modeling.CpuKernels;
+using static LSVCR.Modeling.Cpu.CpuKernels;
 using static TorchSharp.torch;
 
-namespace LSVCR.Modeling;
+namespace LSVCR.Modeling.Cpu;
 
 /// <summary>
 /// y = a·W_aᵀ (+ b·W_bᵀ) (+ bias) — llm_adapter, pc_merge (title half plus the folded comment map) and

@@ -1,6 +1,6 @@
 using System.Runtime.ExceptionServices;
 
-namespace LSVCR.Modeling;
+namespace LSVCR.Modeling.Cpu;
 
 /// <summary>
 /// Lets a data-parallel shard worker that has finished its slice take items of the kernel loops

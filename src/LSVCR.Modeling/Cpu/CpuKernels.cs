@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics.X86;
 using static TorchSharp.torch;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
-namespace LSVCR.Modeling;
+namespace LSVCR.Modeling.Cpu;
 
 /// <summary>
 /// Small CPU building blocks of the hand-written autograd kernels (<see cref="FusedAttention"/>,

@@ -1,7 +1,7 @@
 using System.Runtime.ExceptionServices;
 using static TorchSharp.torch;
 
-namespace LSVCR.Modeling;
+namespace LSVCR.Modeling.Cpu;
 
 /// <summary>
 /// Runs the data-parallel shards of a training step (<see cref="SrLoss.Backward"/>): concurrently on long-lived
@@ -18,11 +18,16 @@ internal static class ShardWorkers
 {
     private static readonly Lock Gate = new();
     private static Pool? _pool;
+    [ThreadStatic] private static bool _onWorker;
 
     /// <summary>Calls <paramref name="body"/>(0 … <paramref name="shards"/>−1) and returns when all have ended; the
-    /// first exception of a shard is rethrown as it was thrown (after every shard has ended).</summary>
+    /// first exception of a shard is rethrown as it was thrown (after every shard has ended). Steps of concurrent
+    /// callers (two trainers in one process) take turns on the one pool, a whole step at a time, so they never
+    /// interleave; a call from inside a shard is refused (it would wait for the workers it runs on).</summary>
     public static void Run(int shards, Action<int> body)
     {
+        if (_onWorker)
+            throw new InvalidOperationException("ShardWorkers.Run was called from inside a shard: data-parallel steps cannot nest (the shard workers are busy with the outer step).");
         var threads = get_num_threads();
         if (shards == 1 || threads < shards)
         {
@@ -108,6 +113,7 @@ internal static class ShardWorkers
             // happen first, or it would overwrite the share set next.
             get_num_threads();
             set_num_threads(threads);
+            _onWorker = true;
             ready.Signal();
             while (true)
             {

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace LSVCR.Modeling;
+namespace LSVCR.Modeling.Cpu;
 
 /// <summary>
 /// libtorch's OpenMP (libgomp) threads spin between parallel regions by default. A training step is thousands of

@@ -3,10 +3,10 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
-using static LSVCR.Modeling.CpuKernels;
+using static LSVCR.Modeling.Cpu.CpuKernels;
 using static TorchSharp.torch;
 
-namespace LSVCR.Modeling;
+namespace LSVCR.Modeling.Cpu;
 
 /// <summary>
 /// The attention core of MODEL.md §2.1 for training — softmax(Q·Kᵀ/√dh + mask), attention dropout, ·V — as one
@@ -433,10 +433,35 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
                 s[j] = v;
                 if (v > max) max = v;
             }
-            var row = new Span<float>(s, n);
-            TensorPrimitives.Subtract(row, max, row);
-            TensorPrimitives.Exp(row, row);
-            TensorPrimitives.Multiply(row, 1f / TensorPrimitives.Sum(row), new Span<float>(probs, n));
+            // Exp and sum in fixed lanes (not TensorPrimitives, whose order and scalar/vector split depend on n): a row
+            // cut at its last visible key then gives the same bits as the whole row, as the AVX-512 path does.
+            var chunk = stackalloc float[16];
+            for (j = 0; j < n; j += 16)
+            {
+                var m = Math.Min(16, n - j);
+                for (var l = 0; l < 16; l++) chunk[l] = l < m ? s[j + l] - max : float.NegativeInfinity;
+                Exp(Vector512.Load(chunk)).Store(chunk);
+                for (var l = 0; l < m; l++) s[j + l] = chunk[l];
+            }
+            TensorPrimitives.Multiply(new ReadOnlySpan<float>(s, n), 1f / LaneSum(s, null, n), new Span<float>(probs, n));
+        }
+
+        /// <summary>Σ a[j] (· b[j] when given) over j &lt; n in eight fixed lanes (element j into lane j mod 8, in order),
+        /// then the lanes in order: zero terms past a row's last visible key change no bit.</summary>
+        private static float LaneSum(float* a, float* b, int n)
+        {
+            var acc = Vector256<float>.Zero;
+            var j = 0;
+            for (; j + 8 <= n; j += 8) acc += b == null ? Vector256.Load(a + j) : Vector256.Load(a + j) * Vector256.Load(b + j);
+            if (j < n)
+            {
+                var t = stackalloc float[8];
+                for (var l = 0; l < 8; l++) t[l] = j + l < n ? (b == null ? a[j + l] : a[j + l] * b[j + l]) : 0f;
+                acc += Vector256.Load(t);
+            }
+            var sum = 0f;
+            for (var l = 0; l < 8; l++) sum += acc.GetElement(l);
+            return sum;
         }
 
         /// <summary><see cref="Softmax"/> in 16-float vectors with masked tails: one pass for scale, mask and max,
@@ -478,7 +503,7 @@ internal sealed class FusedAttention : autograd.SingleTensorFunction<FusedAttent
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void SoftmaxBackward(float* p, float* dP, int n, float scale, float* ds)
         {
-            var dot = TensorPrimitives.Dot(new ReadOnlySpan<float>(p, n), new ReadOnlySpan<float>(dP, n));
+            var dot = Avx512F.IsSupported ? TensorPrimitives.Dot(new ReadOnlySpan<float>(p, n), new ReadOnlySpan<float>(dP, n)) : LaneSum(p, dP, n);
             var j = 0;
             if (Avx512F.IsSupported)
             {

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace LSVCR.Modeling;
+namespace LSVCR.Modeling.Cpu;
 
 /// <summary>
 /// libtorch's CPU allocator is glibc malloc. Tensors above the mmap threshold (≤ 32 MiB) are mapped and unmapped on

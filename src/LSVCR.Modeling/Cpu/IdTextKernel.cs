@@ -2,11 +2,11 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
-using static LSVCR.Modeling.CpuKernels;
+using static LSVCR.Modeling.Cpu.CpuKernels;
 using static TorchSharp.torch;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
-namespace LSVCR.Modeling;
+namespace LSVCR.Modeling.Cpu;
 
 /// <summary>
 /// The §4 id–text loss after sampling (<see cref="IdTextLoss"/>) as one autograd node with a hand-written forward

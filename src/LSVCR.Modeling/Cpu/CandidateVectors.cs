@@ -1,9 +1,9 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
-using static LSVCR.Modeling.CpuKernels;
+using static LSVCR.Modeling.Cpu.CpuKernels;
 using static TorchSharp.torch;
 
-namespace LSVCR.Modeling;
+namespace LSVCR.Modeling.Cpu;
 
 /// <summary>
 /// The candidate vectors of all videos, normalize(gate·E + T) row by row (E the id embeddings, T the adapted titles,

@@ -1,8 +1,8 @@
 using System.Runtime.CompilerServices;
-using static LSVCR.Modeling.CpuKernels;
+using static LSVCR.Modeling.Cpu.CpuKernels;
 using static TorchSharp.torch;
 
-namespace LSVCR.Modeling;
+namespace LSVCR.Modeling.Cpu;
 
 /// <summary>
 /// The whole attention sublayer of MODEL.md §2.1 for training, LayerNorm(Dropout(out_linear(attention(q(x), k(y),
