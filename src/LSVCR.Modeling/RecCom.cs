@@ -11,7 +11,7 @@ namespace LSVCR.Modeling;
 /// held as non-persistent buffers (not parameters, not in checkpoints): they come from the embeddings artifacts.
 /// Field names are the reference parameter names, so <c>state_dict()</c> keys equal the PyTorch release's.
 /// </summary>
-public sealed class RecCom : nn.Module
+public sealed partial class RecCom : nn.Module
 {
     /// <summary>Negatives per side of the id–text loss (reference <c>contrast_neg_num</c>).</summary>
     public const int IdTextNegatives = 99;

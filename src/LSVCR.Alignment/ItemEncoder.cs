@@ -1,0 +1,44 @@
+using static TorchSharp.torch;
+
+namespace LSVCR.Alignment;
+
+/// <summary>
+/// Item texts through the LLM: each text framed as the backbone frames a sentence, truncated to the item token limit,
+/// mean-pooled over its tokens (BERT: all of them, [CLS]/[SEP] included, as sentence-transformers; decoders: the text
+/// tokens, not the BOS whose state is an attention sink), then <c>llm_emb_mlp</c> → E.
+/// </summary>
+public sealed class ItemEncoder(TextBackbone backbone, AlignmentHeads heads, Func<string, int[]> tokens, int itemTokens, Device device)
+{
+    /// <summary>[texts.Count, E]; with gradients when autograd is on.</summary>
+    public Tensor Encode(IReadOnlyList<string> texts)
+    {
+        using var scope = NewDisposeScope();
+        var tok = backbone.Tokenizer;
+        int frame = tok.Prefix.Count + tok.Suffix.Count;
+        var rows = texts.Select(t =>
+        {
+            var body = tokens(t);
+            if (body.Length > itemTokens - frame) body = body[..Math.Max(1, itemTokens - frame)];
+            return tok.Prefix.Concat(body).Concat(tok.Suffix).ToArray();
+        }).ToArray();
+        int width = rows.Max(r => r.Length);
+        var ids = new long[rows.Length * width];
+        var mask = new long[rows.Length * width];
+        var pool = new float[rows.Length * width];
+        int skip = backbone.IsCausal ? tok.Prefix.Count : 0;
+        for (int i = 0; i < rows.Length; i++)
+        {
+            Array.Fill(ids, tok.PadId, i * width, width);
+            for (int j = 0; j < rows[i].Length; j++)
+            {
+                ids[i * width + j] = rows[i][j];
+                mask[i * width + j] = 1;
+                if (j >= skip) pool[i * width + j] = 1;
+            }
+        }
+        var hidden = backbone.forward(tensor(ids, rows.Length, width).to(device), tensor(mask, rows.Length, width).to(device));
+        var weights = tensor(pool, rows.Length, width, 1).to(hidden.dtype, device);
+        var pooled = hidden.mul(weights).sum(1).div(weights.sum(1).clamp_min(1));
+        return heads.ItemEmbedding(pooled.to(ScalarType.Float32)).MoveToOuterDisposeScope();
+    }
+}
