@@ -113,3 +113,32 @@ public sealed class AlignTrainerTests : IDisposable
         if (Directory.Exists(_root)) Directory.Delete(_root, true);
     }
 }
+
+/// <summary>Stage 1 with the real MiniLM backbone on a tiny catalogue: no lm term, everything else trains and is written.</summary>
+public sealed class MiniLmAlignTests : IDisposable
+{
+    private readonly string _root = Path.Combine(Path.GetTempPath(), "lsvcr-align-minilm-" + Guid.NewGuid().ToString("N"));
+
+    [Fact]
+    public void Minilm_stage_one_has_no_lm_term_and_writes_256_wide_embeddings()
+    {
+        var data = SyntheticDataset.Generate(new SynthOptions { Users = 12, Seed = 5, Topics = 4, Videos = 16, CommentsPerVideo = 2, MinLikes = 3, MaxLikes = 5, MaxHistory = 5 });
+        var o = new AlignOptions { Examples = 4, BatchSize = 2, MaxHistory = 4, ItemTokens = 16, PromptTokens = 128, Threads = 2, Seed = 1 };
+        var result = AlignTrainer.Run(data, o, _root);
+        Assert.Equal("minilm", result.Backbone);
+        Assert.Equal(2, result.History.Count);
+        Assert.All(result.History, h =>
+        {
+            Assert.True(double.IsNaN(h.Lm), "an encoder has no next-token head");
+            Assert.Equal(h.Rec + 0.5 * h.Contrast, h.Total, 3);
+        });
+        var photos = Npy.Read(Path.Combine(result.EmbeddingsDir, ReferenceLayout.PhotoEmbeddingsFile));
+        Assert.Equal((data.Catalog.PhotoCount, 256), (photos.Rows, photos.Cols));
+        Assert.Contains(Checkpoint.ReadStateDict(result.LoraWeights).Keys, k => k == "layer.0.query.lora_A");
+    }
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_root)) Directory.Delete(_root, true);
+    }
+}
