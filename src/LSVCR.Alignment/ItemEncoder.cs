@@ -21,7 +21,32 @@ public sealed class ItemEncoder(TextBackbone backbone, AlignmentHeads heads, Fun
             if (body.Length > itemTokens - frame) body = body[..Math.Max(1, itemTokens - frame)];
             return tok.Prefix.Concat(body).Concat(tok.Suffix).ToArray();
         }).ToArray();
+        // Length-sorted chunks, each padded only to its own longest text: item texts vary in length, and padding
+        // every one to the batch's longest would spend most of the encoder's work on pad tokens.
+        var order = Enumerable.Range(0, rows.Length).OrderBy(i => rows[i].Length).ToArray();
+        var parts = new List<Tensor>();
+        for (int start = 0; start < order.Length; start += Chunk)
+        {
+            var chunk = order.Skip(start).Take(Chunk).Select(i => rows[i]).ToArray();
+            parts.Add(PoolChunk(chunk));
+        }
+        var inverse = new long[order.Length];
+        for (int s = 0; s < order.Length; s++) inverse[order[s]] = s;
+        var pooled = cat(parts, 0).index_select(0, tensor(inverse).to(device));
+        return heads.ItemEmbedding(pooled.to(ScalarType.Float32)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Texts per encoder call.</summary>
+    public const int Chunk = 64;
+
+    /// <summary>(rows, width) of every encoder call, for FLOP counting ; null = not recorded.</summary>
+    public List<(int Rows, int Width)>? Shapes { get; set; }
+
+    private Tensor PoolChunk(int[][] rows)
+    {
+        var tok = backbone.Tokenizer;
         int width = rows.Max(r => r.Length);
+        Shapes?.Add((rows.Length, width));
         var ids = new long[rows.Length * width];
         var mask = new long[rows.Length * width];
         var pool = new float[rows.Length * width];
@@ -38,7 +63,6 @@ public sealed class ItemEncoder(TextBackbone backbone, AlignmentHeads heads, Fun
         }
         var hidden = backbone.forward(tensor(ids, rows.Length, width).to(device), tensor(mask, rows.Length, width).to(device));
         var weights = tensor(pool, rows.Length, width, 1).to(hidden.dtype, device);
-        var pooled = hidden.mul(weights).sum(1).div(weights.sum(1).clamp_min(1));
-        return heads.ItemEmbedding(pooled.to(ScalarType.Float32)).MoveToOuterDisposeScope();
+        return hidden.mul(weights).sum(1).div(weights.sum(1).clamp_min(1));
     }
 }

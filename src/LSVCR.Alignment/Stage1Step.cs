@@ -12,6 +12,9 @@ namespace LSVCR.Alignment;
 public sealed class Stage1Step(Catalog catalog, TextBackbone backbone, AlignmentHeads heads, RecCom sr, PromptBuilder prompts,
     ItemEncoder items, Device device)
 {
+    /// <summary>(rows, width) of every prompt forward, for FLOP counting; null = not recorded.</summary>
+    public List<(int Rows, int Width)>? PromptShapes { get; set; }
+
     public AlignmentLossTerms Forward(IReadOnlyList<Stage1Example> batch, Generator positions)
     {
         int b = batch.Count;
@@ -82,6 +85,7 @@ public sealed class Stage1Step(Catalog catalog, TextBackbone backbone, Alignment
             }
             last[i] = i * width + built[i].LastPromptToken;
         }
+        PromptShapes?.Add((b, width));
         var idsT = tensor(ids, b, width).to(device);
         var hidden = backbone.forward(idsT, tensor(mask, b, width).to(device));
         var lastStates = hidden.reshape(b * width, -1).index_select(0, tensor(last).to(device)).to(ScalarType.Float32);
