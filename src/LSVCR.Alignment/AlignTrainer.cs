@@ -67,7 +67,7 @@ public static class AlignTrainer
 
         var trainable = models.Trainable();
         using var optimizer = optim.AdamW(trainable.Select(t => t.Parameter), o.Lr, weight_decay: o.WeightDecay);
-        var key = OptionsKey(o, total);
+        var key = OptionsKey(o, data);
         var state = Resume(outDir, key, trainable, optimizer) ?? new RunState(key, 0, 0, []);
         int resumedAfter = state.BatchesDone;
         var history = state.History;
@@ -139,7 +139,7 @@ public static class AlignTrainer
             history, srPath, loraPath, headsPath, embDir, trainSeconds);
         File.WriteAllText(Path.Combine(outDir, SummaryFile), JsonSerializer.Serialize(new
         {
-            format = "lsvcr-align/1", backbone = result.Backbone, options = o with { Lora = o.Lora }, result.Examples, result.Batches,
+            format = "lsvcr-align/1", optionsKey = key, backbone = result.Backbone, options = o with { Lora = o.Lora }, result.Examples, result.Batches,
             result.OptimizerSteps, result.ResumedAfterBatch, result.StoppedByTimeBudget, result.TrainSeconds,
             textDim = o.TextDim, history,
         }, Json));
@@ -169,10 +169,11 @@ public static class AlignTrainer
 
     private static int Mix(int seed, int batch) => unchecked(seed * 1_000_003 + batch * 7_919 + 15_485_863) & int.MaxValue;
 
-    /// <summary>Options that change what a batch computes; a checkpoint from other options is not resumed.</summary>
-    private static string OptionsKey(AlignOptions o, int total) => JsonSerializer.Serialize(new
+    /// <summary>Options and dataset shape that change what a run computes: a checkpoint or finished run with another key is not reused.</summary>
+    public static string OptionsKey(AlignOptions o, LsvcrDataset data) => JsonSerializer.Serialize(new
     {
-        o.Backbone, total, o.BatchSize, o.Accumulation, o.Lr, o.Warmup, o.WeightDecay, o.Seed, o.MaxHistory, o.MaxEntryComments,
+        o.Backbone, o.Examples, o.Epochs,
+        dataset = $"{data.Catalog.PhotoCount}/{data.Catalog.CommentCount}/{data[TaskKind.Rec, Split.Train].Count}/{data[TaskKind.CommRank, Split.Train].Count}", o.BatchSize, o.Accumulation, o.Lr, o.Warmup, o.WeightDecay, o.Seed, o.MaxHistory, o.MaxEntryComments,
         o.ItemTokens, o.PromptTokens, o.TextDim, o.AugmentHistory, o.AugmentEntry, o.Lora.Rank, o.Lora.Alpha, o.Lora.Dropout,
         targets = o.Lora.Targets is null ? null : string.Join(",", o.Lora.Targets),
     });
