@@ -103,9 +103,10 @@ public static class AlignCommands
                 var dataset = dir is null ? SyntheticDataset.Generate(new Pipeline.PipelineOptions { OutDir = "." }.Synth, p) : ReferenceLayout.Read(dir, p);
                 return AlignBench.Run(dataset, options, parse.GetValue(steps), p, ct);
             }, ct, TaskCreationOptions.LongRunning, TaskScheduler.Default));
-            var table = new Table().AddColumns("steps", "batch", "history", "threads", "examples/s", "GFLOP/step", "GEMM GFLOP/s", "bound examples/s", "of bound");
+            var table = new Table().AddColumns("steps", "batch", "history", "threads", "examples/s", "GFLOP/step", "GEMM GFLOP/s", "bound examples/s", "of bound", "CPU s", "examples/core-s", "of bound (CPU)");
             table.AddRow(r.Steps.ToString(Inv), r.BatchSize.ToString(Inv), r.MaxHistory.ToString(Inv), r.Threads.ToString(Inv), r.ExamplesPerSecond.ToString("F3", Inv),
-                (r.StepFlops / 1e9).ToString("F1", Inv), r.PeakGflops.ToString("F1", Inv), r.BoundExamplesPerSecond.ToString("F3", Inv), r.FractionOfBound.ToString("P0", Inv));
+                (r.StepFlops / 1e9).ToString("F1", Inv), r.PeakGflops.ToString("F1", Inv), r.BoundExamplesPerSecond.ToString("F3", Inv), r.FractionOfBound.ToString("P0", Inv),
+                r.CpuSeconds.ToString("F1", Inv), r.ExamplesPerCoreSecond.ToString("F3", Inv), (r.ExamplesPerCoreSecond / r.BoundExamplesPerSecond).ToString("P0", Inv));
             AnsiConsole.Write(table);
             return 0;
         });
