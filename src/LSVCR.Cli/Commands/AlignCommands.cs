@@ -31,9 +31,9 @@ public static class AlignCommands
         var maxHistory = new Option<int>("--max-history") { Description = "Most recent history entries per behaviour.", DefaultValueFactory = _ => d.MaxHistory };
         var itemTokens = new Option<int>("--item-tokens") { Description = "Tokens per item text the LLM encodes.", DefaultValueFactory = _ => d.ItemTokens };
         var promptTokens = new Option<int>("--prompt-tokens") { Description = "Tokens per prompt (capped at the LLM's limit).", DefaultValueFactory = _ => d.PromptTokens };
-        var rank = new Option<int>("--lora-rank") { DefaultValueFactory = _ => d.Lora.Rank };
-        var alpha = new Option<double>("--lora-alpha") { DefaultValueFactory = _ => d.Lora.Alpha };
-        var dropout = new Option<double>("--lora-dropout") { DefaultValueFactory = _ => d.Lora.Dropout };
+        var rank = new Option<int>("--lora-rank") { Description = "LoRA rank r.", DefaultValueFactory = _ => d.Lora.Rank };
+        var alpha = new Option<double>("--lora-alpha") { Description = "LoRA α (the adapter is scaled by α/r).", DefaultValueFactory = _ => d.Lora.Alpha };
+        var dropout = new Option<double>("--lora-dropout") { Description = "Dropout on the adapter input.", DefaultValueFactory = _ => d.Lora.Dropout };
         var targets = new Option<string?>("--lora-targets") { Description = "Comma-separated projection names (default: every attention and MLP projection; minilm: query,key,value,attention_output,intermediate,output; decoders: q_proj,…,down_proj)." };
         var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Optimiser steps between resumable checkpoints.", DefaultValueFactory = _ => d.CheckpointEvery };
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads." };
@@ -87,7 +87,7 @@ public static class AlignCommands
         var d = new AlignOptions();
         var data = new Option<string?>("--data") { Description = "Dataset in the reference layout (default: the pipeline's synthetic dataset, generated in memory)." };
         var steps = new Option<int>("--steps") { Description = "Timed steps (after one warm-up step).", DefaultValueFactory = _ => 3 };
-        var batch = new Option<int>("--batch") { DefaultValueFactory = _ => d.BatchSize };
+        var batch = new Option<int>("--batch") { Description = "Examples per step.", DefaultValueFactory = _ => d.BatchSize };
         var maxHistory = new Option<int>("--max-history") { Description = "History entries per behaviour (reference: 20).", DefaultValueFactory = _ => d.MaxHistory };
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads (default: one per core)." };
         var command = new Command("align", "Examples/s of stage-1 training steps with MiniLM on the longest histories, against the steps' FLOP bound (FLOPs counted from the shapes run ÷ measured GEMM GFLOP/s).")
