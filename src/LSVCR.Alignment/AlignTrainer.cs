@@ -182,6 +182,8 @@ public static class AlignTrainer
         optim.Optimizer optimizer)
     {
         var dir = Path.Combine(outDir, CheckpointDir);
+        // A kill between the two moves of SaveCheckpoint leaves only the previous checkpoint, renamed .old.
+        if (!Directory.Exists(dir) && Directory.Exists(dir + ".old")) Directory.Move(dir + ".old", dir);
         var statePath = Path.Combine(dir, StateFile);
         if (!File.Exists(statePath)) return null;
         RunState state;
