@@ -22,6 +22,9 @@ public abstract class TextBackbone : nn.Module<Tensor, Tensor, Tensor>
     /// <summary>Attends only to earlier tokens (decoders): the last prompt token has read the whole prompt.</summary>
     public virtual bool IsCausal => false;
 
+    /// <summary>Multiply-adds × 2 of one forward over [rows, width] tokens (dense projections and attention), for benchmarks.</summary>
+    public abstract double ForwardFlops(long rows, long width);
+
     /// <summary>Next-token logits [B, T, V] from hidden states; only when <see cref="HasLmHead"/>.</summary>
     public virtual Tensor LmLogits(Tensor hidden) =>
         throw new NotSupportedException($"{Kind} is an encoder: it has no next-token head (its lm loss term is absent)");

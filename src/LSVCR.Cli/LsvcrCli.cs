@@ -16,12 +16,14 @@ public static class LsvcrCli
         root.Subcommands.Add(EmbedCommands.Embed());
         root.Subcommands.Add(ExportCommands.Export());
         foreach (var c in TrainingCommands.Commands()) root.Subcommands.Add(c);
+        root.Subcommands.Add(AlignCommands.Align());
 
         var bench = new Command("bench", "Throughput measurements (not tests): synthetic data, embeddings, training.");
         foreach (var c in DataCommands.Bench()) bench.Subcommands.Add(c);
         foreach (var c in EmbedCommands.Bench()) bench.Subcommands.Add(c);
         foreach (var c in TrainingCommands.Bench()) bench.Subcommands.Add(c);
         foreach (var c in ModelCommands.Bench()) bench.Subcommands.Add(c);
+        foreach (var c in AlignCommands.Bench()) bench.Subcommands.Add(c);
         root.Subcommands.Add(bench);
         return root;
     }

@@ -14,7 +14,7 @@ namespace LSVCR.Modeling;
 /// maps, candidate normalisation, the softmax and id–text losses) come from <see cref="Backend"/>, chosen once by
 /// <see cref="ModelBackend.Select"/>; this file and the modules it builds are the whole model.</para>
 /// </summary>
-public sealed class RecCom : nn.Module
+public sealed partial class RecCom : nn.Module
 {
     /// <summary>Negatives per side of the id–text loss (reference <c>contrast_neg_num</c>).</summary>
     public const int IdTextNegatives = 99;

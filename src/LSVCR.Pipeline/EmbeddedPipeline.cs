@@ -31,6 +31,7 @@ public static class EmbeddedPipeline
         log.Add($"embeddings: {embeddingsDir} ({manifest.Encoder}, {manifest.Dimension}-d, {manifest.ChunksResumed}/{manifest.Chunks} chunks reused)");
 
         string? alignmentDir = null;
+        var plainEmbeddingsDir = embeddingsDir;
         var training = options.Training;
         if (options.Alignment is { } alignment)
         {
@@ -40,7 +41,7 @@ public static class EmbeddedPipeline
             training = training with { Init = aligned.SrCheckpoint };
             log.Add($"alignment: {alignmentDir}");
         }
-        else log.Add("alignment: skipped (stage 1 is not part of this build; stage 2 starts from fresh weights)");
+        else log.Add("alignment: skipped (stage 2 starts from fresh weights on the plain embeddings)");
 
         // The same reader `lsvcr train` uses: it checks the rows against the catalogue (an aligned encoder's output too).
         var (photoEmbs, commentEmbs) = TextEmbeddings.Load(embeddingsDir, data.Catalog);
@@ -53,6 +54,27 @@ public static class EmbeddedPipeline
             Training = training,
             Evaluation = options.Evaluation,
         }, progress, ct);
+        if (alignmentDir is not null && options.Variants.Contains(Variants.Full))
+        {
+            // The no-alignment row: stage 2 of the full model from fresh weights on the plain embeddings, beside the
+            // aligned full row, so the report shows what stage 1 changed.
+            var (plainPhotos, plainComments) = TextEmbeddings.Load(plainEmbeddingsDir, data.Catalog);
+            var baseline = await ExperimentRunner.RunAsync(data, plainPhotos, plainComments, new ExperimentOptions
+            {
+                OutDir = Path.Combine(options.OutDir, "experiment-no-alignment"),
+                Variants = [Variants.Full],
+                Tasks = options.Tasks,
+                Training = options.Training,
+                Evaluation = options.Evaluation,
+            }, progress, ct);
+            report = report with { Rows = [.. report.Rows, .. baseline.Rows.Select(r => r with { Variant = Variants.NoAlignment })] };
+            foreach (var (file, text) in new[] { (ExperimentRunner.ReportJson, report.ToJson()), (ExperimentRunner.ReportMarkdown, report.ToMarkdown()) })
+            {
+                var path = Path.Combine(reportDir, file);
+                File.WriteAllText(path + ".tmp", text);
+                File.Move(path + ".tmp", path, overwrite: true);
+            }
+        }
         log.Add($"report: {Path.Combine(reportDir, "report.md")}");
         return new PipelineResult(dataDir, embeddingsDir, alignmentDir, reportDir, report, log);
     }

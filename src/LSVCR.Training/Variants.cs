@@ -10,6 +10,8 @@ namespace LSVCR.Training;
 public static class Variants
 {
     public const string Full = "full", IdOnly = "id-only", TextOnly = "text-only", NoComments = "no-comments", Popularity = "popularity";
+    /// <summary>A report row only (the pipeline with stage 1): the full model trained without alignment. Not a trainable variant name.</summary>
+    public const string NoAlignment = "no-alignment";
 
     public static readonly IReadOnlyList<string> All = [Full, IdOnly, TextOnly, NoComments, Popularity];
 
@@ -44,6 +46,7 @@ public static class Variants
     /// <summary>One line per variant and task for the report.</summary>
     public static string Describe(string variant, TaskKind task) => (variant, task) switch
     {
+        (NoAlignment, _) => "The full model without stage 1: stage 2 from fresh weights on the plain text embeddings (the pipeline's full row is then the aligned one).",
         (Full, _) => "LSVCR stage 2: video id embeddings (gate·id) plus item text embeddings through llm_adapter; both histories.",
         (IdOnly, TaskKind.Rec) => "No item texts (UseText=false): videos are learned id embeddings only (SASRec-style with the two-history encoder).",
         (IdOnly, _) => "No item texts (UseText=false): videos and comments are learned id embeddings (CommentIds=true); candidates are scored by comment-id embedding.",

@@ -41,6 +41,36 @@ internal static class TinyDecoder
         return dir;
     }
 
+    /// <summary>GPT-2's byte → printable character map: every byte has a one-character token, so any text tokenises.</summary>
+    public static string[] ByteAlphabet()
+    {
+        var chars = new string[256];
+        int extra = 0;
+        for (int b = 0; b < 256; b++)
+            chars[b] = b is >= 33 and <= 126 or >= 161 and <= 172 or >= 174 ? ((char)b).ToString() : ((char)(256 + extra++)).ToString();
+        return chars;
+    }
+
+    /// <summary>A decoder folder whose tokenizer covers every byte (ids 1…256) plus a few merges; vocab 272.</summary>
+    public static string WriteByteLevel(DecoderConfig config, int seed = 5, string? dir = null)
+    {
+        dir = Write(config with { VocabSize = 272 }, seed, dir);
+        var vocab = new Dictionary<string, int> { ["<|endoftext|>"] = 0 };
+        var alphabet = ByteAlphabet();
+        for (int b = 0; b < 256; b++) vocab[alphabet[b]] = b + 1;
+        string[] merges = ["Ġ t", "h e", "Ġt he", "i n", "o n", "e r"];
+        foreach (var m in merges) vocab[m.Replace(" ", "")] = vocab.Count;
+        var json = new
+        {
+            version = "1.0",
+            added_tokens = new[] { new { id = 0, content = "<|endoftext|>", special = true } },
+            pre_tokenizer = new { type = "ByteLevel", add_prefix_space = false, trim_offsets = true, use_regex = true },
+            model = new { type = "BPE", vocab, merges },
+        };
+        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), JsonSerializer.Serialize(json));
+        return dir;
+    }
+
     public static void WriteTokenizer(string file)
     {
         var json = new

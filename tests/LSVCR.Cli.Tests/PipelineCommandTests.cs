@@ -10,7 +10,7 @@ public class PipelineCommandTests
     {
         using var dir = new TempDir();
         string[] args = ["pipeline", "--out", dir.Path, "--users", "120", "--videos", "80", "--epochs", "2",
-            "--batch", "64", "--variants", "full,popularity", "--seed", "3"];
+            "--batch", "64", "--variants", "full,popularity", "--seed", "3", "--align-examples", "16"];
 
         var first = await Lsvcr.RunAsync(args);
         Assert.True(first.ExitCode == 0, first.Stderr + first.Stdout);
@@ -27,6 +27,10 @@ public class PipelineCommandTests
         var report = File.ReadAllText(dir["experiment/report.md"]);
         Assert.Contains("full", report);
         Assert.Contains("popularity", report);
+        // Stage 1 ran (bounded sample): aligned SR weights and E = 256 embeddings, and the no-alignment row beside full.
+        Assert.True(File.Exists(dir["alignment/reccom.safetensors"]));
+        Assert.Equal(256, Data.Npy.Read(dir["alignment/embeddings/photo_embs.npy"]).Cols);
+        Assert.Contains("| no-alignment |", report);
         var json = JsonDocument.Parse(File.ReadAllText(dir["experiment/report.json"])).RootElement;
         Assert.Contains("ndcg@10", json.GetRawText());
         Assert.Contains("report.md", first.Stdout + first.Stderr);

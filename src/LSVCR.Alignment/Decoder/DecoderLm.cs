@@ -43,6 +43,15 @@ public sealed class DecoderLm : TextBackbone
     public override bool HasLmHead => true;
     public override bool IsCausal => true;
 
+    /// <summary>Per layer and token: q/k/v/o (H·(2·Hq + 2·Hkv)) and SwiGLU (3·H·I) multiply-adds, attention 2·width·Hq;
+    /// the lm head (V·H) is counted by the caller where it runs.</summary>
+    public override double ForwardFlops(long rows, long width)
+    {
+        var c = Config;
+        double h = c.Hidden, q = c.Heads * c.HeadDim, kv = c.KvHeads * c.HeadDim;
+        return 2.0 * c.Layers * rows * width * (h * (2 * q + 2 * kv) + 3 * h * c.Intermediate + 2 * width * q);
+    }
+
     public override Tensor forward(Tensor ids, Tensor mask)
     {
         using var scope = NewDisposeScope();

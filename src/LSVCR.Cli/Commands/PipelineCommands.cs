@@ -27,12 +27,14 @@ public static class PipelineCommands
             AllowMultipleArgumentsPerToken = true,
             DefaultValueFactory = _ => [.. defaults.Variants],
         };
+        var noAlign = new Option<bool>("--no-align") { Description = "Skip stage 1 (alignment): stage 2 starts from fresh weights on the plain embeddings, and the report has no no-alignment row." };
+        var alignExamples = new Option<int>("--align-examples") { Description = "Stage-1 examples (a bounded CPU sample; `lsvcr align` runs the full stage).", DefaultValueFactory = _ => Alignment.PipelineAlignmentStage.PipelineDefaults.Examples!.Value };
         var tasks = new Option<string[]>("--tasks") { Description = "Tasks: rec, commrank.", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => ["rec", "commrank"] };
         var command = new Command("pipeline",
-            "Run the whole pipeline in one process: [synthetic data] → embeddings → [stage-1 alignment slot] → fine-tuning " +
+            "Run the whole pipeline in one process: [synthetic data] → embeddings → stage-1 alignment (bounded sample; --no-align skips it) → fine-tuning " +
             "(both tasks, every variant) → evaluation → report. Every step reuses or resumes what an earlier run left in --out.")
         {
-            data, output, users, videos, seed, encoder, variants, tasks,
+            data, output, users, videos, seed, encoder, variants, tasks, noAlign, alignExamples,
         };
         settings.AddTo(command);
         CliAction.Set(command, async (parse, ct) =>
@@ -53,6 +55,8 @@ public static class PipelineCommands
                 Tasks = [.. ParseList(parse.GetValue(tasks)!, "--tasks", ["rec", "commrank"]).Select(ParseTask)],
                 Training = training,
                 Evaluation = defaults.Evaluation with { Seed = seedValue, CpuKernels = training.CpuKernels },
+                Alignment = parse.GetValue(noAlign) ? null : new Alignment.PipelineAlignmentStage(
+                    Alignment.PipelineAlignmentStage.PipelineDefaults with { Examples = parse.GetValue(alignExamples), Seed = seedValue }),
             };
             HostOptions.Apply(options.Training.Threads);
             var result = await CliProgress.RunAsync(p => Task.Run(() => EmbeddedPipeline.RunAsync(options, p, ct), ct));
