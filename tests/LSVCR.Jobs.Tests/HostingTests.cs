@@ -69,6 +69,6 @@ public sealed class HostingTests(JobsFixture fixture)
         var fresh = new BlobArtifactStore(azurite.ConnectionString, "artifacts", new ArtifactCache(Path.Combine(fixture.Root, "blob-cache-2")));
         var opened = await fresh.OpenAsync(result.Job.Output);
         Assert.True(new FileInfo(opened.PathOf("best/model.safetensors")).Length > 10_000);
-        Assert.Equal(1, System.Text.Json.JsonDocument.Parse(await File.ReadAllTextAsync(opened.PathOf("history.json"))).RootElement.GetArrayLength());
+        Assert.Equal(1, System.Text.Json.JsonDocument.Parse(await File.ReadAllTextAsync(opened.PathOf("history.json"))).RootElement.GetProperty("epochs").GetArrayLength());
     }
 }
