@@ -178,8 +178,9 @@ public sealed class RecCom : nn.Module
         var pIds = NonEmpty(batch.PhotoHistory);
         var pCom = NonEmpty(batch.PhotoHistoryComment);
         var cIds = NonEmpty(batch.CommentHistoryPhoto);
-        var cCom = batch.CommentHistoryComments;
-        if (cCom.shape[1] == 0 || cCom.shape[2] == 0) cCom = zeros(cIds.shape[0], cIds.shape[1], 1, dtype: ScalarType.Int64);
+        var cCom = batch.CommentHistoryComments.Entries == cIds.numel() ? batch.CommentHistoryComments
+            : batch.CommentHistoryComments.Entries == batch.CommentHistoryPhoto.numel() ? CommentBags.Empty(cIds.numel())
+            : throw new ArgumentException($"The batch has {batch.CommentHistoryComments.Entries} comment-history entries' comment lists for {batch.CommentHistoryPhoto.numel()} entries.");
         var (lp, lc) = (pIds.shape[1], cIds.shape[1]);
         if (lp > c.MaxPosition || lc > c.MaxPosition)
             throw new ArgumentException($"History longer than MaxPosition={c.MaxPosition} (video {lp}, comment {lc}); truncate to the most recent entries.");
@@ -195,11 +196,11 @@ public sealed class RecCom : nn.Module
             var titleHalf = pc_merge!.weight!.narrow(1, 0, c.Hidden);
             var commentMap = pc_merge.weight!.narrow(1, c.Hidden, c.Hidden).matmul(llm_adapter!.weight!);
             xp = Merge(Titles(pIds, table), Gather(comment_text, pCom), titleHalf, commentMap);
-            xc = Merge(Titles(cIds, table), MeanText(cCom), titleHalf, commentMap);
+            xc = Merge(Titles(cIds, table), MeanText(cCom).view(cIds.shape[0], cIds.shape[1], -1), titleHalf, commentMap);
         }
         else if (comment_embedding is not null)
         {
-            xc = MaskedMean(comment_embedding.forward(cCom), cCom);
+            xc = cCom.Mean(comment_embedding.weight!).view(cIds.shape[0], cIds.shape[1], -1);
         }
 
         // Step 3: input = gate·id + x + pos, LayerNorm, dropout.
@@ -317,21 +318,14 @@ public sealed class RecCom : nn.Module
         return table.index_select(0, ids.reshape(-1)).view(shape);
     }
 
-    /// <summary>Mean of the raw text embeddings of each entry's comments, [B, L, E] (<see cref="GatherMean"/>: pad 0
-    /// excluded from sum and count, an entry with no comments gives 0 — the same as <see cref="MaskedMean"/>).
-    /// Averaging before llm_adapter is the same as averaging after it (linear, no bias) and keeps the [B, L, K, E]
-    /// gather (≈ 79 MB at batch 512) out of memory and out of autograd.</summary>
-    private Tensor MeanText(Tensor comments)
+    /// <summary>Mean of the raw text embeddings of each entry's comments (all of them), [B·L, E] (<see cref="GatherMean"/>:
+    /// pad 0 excluded from sum and count, an entry with no comments gives 0 — the same as <see cref="CommentBags.Mean"/>).
+    /// Averaging before llm_adapter is the same as averaging after it (linear, no bias) and keeps the per-comment
+    /// gather out of memory and out of autograd.</summary>
+    private Tensor MeanText(CommentBags comments)
     {
         using var _ = no_grad();
         return GatherMean.Of(comment_text, comments);
-    }
-
-    private static Tensor MaskedMean(Tensor values, Tensor ids)
-    {
-        var mask = ids.ne(0).unsqueeze(-1).to(values.dtype);
-        var count = mask.sum(-2).clamp_min(1f);
-        return values.mul(mask).sum(-2).div(count);
     }
 
     /// <summary>gate·id_emb(v) + llm_adapter(t(v)) (un-normalised): the CommRank query and the video candidate.</summary>

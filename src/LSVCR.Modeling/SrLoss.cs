@@ -193,7 +193,7 @@ public static class SrLoss
             PhotoHistory = batch.PhotoHistory.narrow(0, _start[s], _size[s]),
             PhotoHistoryComment = batch.PhotoHistoryComment.narrow(0, _start[s], _size[s]),
             CommentHistoryPhoto = batch.CommentHistoryPhoto.narrow(0, _start[s], _size[s]),
-            CommentHistoryComments = batch.CommentHistoryComments.narrow(0, _start[s], _size[s]),
+            CommentHistoryComments = batch.CommentHistoryComments.Slice(_start[s] * batch.CommentHistoryPhoto.shape[1], _size[s] * batch.CommentHistoryPhoto.shape[1]),
             Target = batch.Target.narrow(0, _start[s], _size[s]),
         };
 

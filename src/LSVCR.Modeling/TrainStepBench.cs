@@ -121,7 +121,7 @@ public static class TrainStepBench
             PhotoHistory = randint(1, c.PhotoCount, [b, l]).MoveToOuterDisposeScope(),
             PhotoHistoryComment = randint(0, c.CommentCount, [b, l]).MoveToOuterDisposeScope(),
             CommentHistoryPhoto = randint(1, c.PhotoCount, [b, l]).MoveToOuterDisposeScope(),
-            CommentHistoryComments = comments.mul(keep).MoveToOuterDisposeScope(),
+            CommentHistoryComments = CommentBags.FromPadded(comments.mul(keep)).MoveToOuterDisposeScope(),
             Target = randint(1, c.PhotoCount, [b]).MoveToOuterDisposeScope(),
         };
         return batch;

@@ -23,7 +23,7 @@ public sealed class ShardedStepTests
             PhotoHistory = photos,
             PhotoHistoryComment = randint(0, Tiny.Comments, [n, 4], generator: g).mul(photos.ne(0)),
             CommentHistoryPhoto = commentPhotos,
-            CommentHistoryComments = comments,
+            CommentHistoryComments = CommentBags.FromPadded(comments),
             Target = randint(1, Tiny.Photos, [n], generator: g),
         };
     }
