@@ -40,8 +40,10 @@ public sealed class RecCom : nn.Module
 
     /// <param name="photoText">[PhotoCount, TextDim] float32 title embeddings, row 0 = pad.</param>
     /// <param name="commentText">[CommentCount, TextDim] float32 comment embeddings, row 0 = pad.</param>
-    public RecCom(RecComConfig config, Tensor photoText, Tensor commentText) : base("reccom")
+    /// <param name="generator">The run's generator: initial weights, then <see cref="Generator"/>; null = torch's global one.</param>
+    public RecCom(RecComConfig config, Tensor photoText, Tensor commentText, Generator? generator = null) : base("reccom")
     {
+        Generator = generator;
         Config = config;
         Validate(config, photoText, commentText);
         var d = config.Hidden;
@@ -74,7 +76,7 @@ public sealed class RecCom : nn.Module
         register_buffer(nameof(photo_text), photo_text, persistent: false);
         register_buffer(nameof(comment_text), comment_text, persistent: false);
         RegisterComponents();
-        InitWeights();
+        InitWeights(generator);
     }
 
     public RecComConfig Config { get; }
@@ -99,7 +101,9 @@ public sealed class RecCom : nn.Module
         }
     }
 
-    /// <summary>Generator for the id–text negative sampling; null = torch's global generator (torch.manual_seed).</summary>
+    /// <summary>The run's generator for everything random in a training step — the id–text negatives and the seeds of
+    /// the dropout masks — so runs sharing a process draw from their own streams; null = torch's global generator
+    /// (<c>torch.manual_seed</c>), which concurrent runs would interleave.</summary>
     public Generator? Generator { get; set; }
 
     private static void Validate(RecComConfig c, Tensor photoText, Tensor commentText)
@@ -119,7 +123,7 @@ public sealed class RecCom : nn.Module
     }
 
     /// <summary>Reference init: Linear/Embedding weights N(0, 0.02), biases 0, LayerNorm 1/0, gate 1; pad rows 0.</summary>
-    private void InitWeights()
+    private void InitWeights(Generator? generator)
     {
         using var _ = no_grad();
         foreach (var (_, m) in named_modules())
@@ -127,11 +131,11 @@ public sealed class RecCom : nn.Module
             switch (m)
             {
                 case Linear l:
-                    nn.init.normal_(l.weight, 0, 0.02);
+                    l.weight!.normal_(0, 0.02, generator);
                     if (l.bias is not null) nn.init.zeros_(l.bias);
                     break;
                 case Embedding e:
-                    nn.init.normal_(e.weight, 0, 0.02);
+                    e.weight!.normal_(0, 0.02, generator);
                     break;
                 case LayerNorm ln:
                     nn.init.ones_(ln.weight);
@@ -156,6 +160,9 @@ public sealed class RecCom : nn.Module
     internal (Tensor User, Tensor? IdTextLoss) Encode(SrBatch batch, TaskKind task, bool withIdTextLoss, Tensor? titleTable)
     {
         using var scope = NewDisposeScope();
+        // Dropout draws one seed per call: from a stream seeded once from the run's generator (the sharded step does
+        // the same per slice).
+        using var seeds = training && Generator is not null ? new Dropout.Seeds(Dropout.NextSeed(Generator)).Use() : null;
         var inputs = EncodeInputs(batch, titleTable);
         var user = EncodeUser(inputs, batch.Target, task, titleTable);
         var idText = withIdTextLoss ? AlignmentLoss(inputs.PhotoIds, inputs.PhotoId, inputs.PhotoText, inputs.CommentIds, inputs.CommentId, inputs.CommentText) : null;

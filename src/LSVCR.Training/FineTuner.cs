@@ -46,10 +46,12 @@ public sealed record TrainResult
 /// Stage-2 fine-tuning (MODEL.md §4): AdamW, constant or linear schedule with warmup, validation ndcg@5 every
 /// epoch, early stopping, best and last checkpoints, resumable after a kill.
 /// <para>
-/// Reproducibility: the model is initialised after <c>torch.manual_seed(seed)</c>; every epoch reseeds libtorch and
-/// its own <see cref="Random"/> from (seed, epoch). An epoch therefore depends only on the weights and optimizer state
-/// it starts from, which <c>out/last</c> stores, so a resumed run continues exactly where an uninterrupted one would.
-/// libtorch's generator is process-wide: run one training per process at a time.
+/// Reproducibility: every random number of a run comes from the run's own generators, never libtorch's process-wide
+/// one — the initial weights from a torch generator seeded with the seed, and each epoch's draws (order, history
+/// comments, negatives: a <see cref="Random"/>; dropout masks and id–text negatives: the model's generator) from
+/// both reseeded with (seed, epoch). An epoch therefore depends only on the weights and optimizer state it starts
+/// from, which <c>out/last</c> stores, so a resumed run continues exactly where an uninterrupted one would, and runs
+/// sharing a process (concurrently or interleaved) get the same results as alone.
 /// </para>
 /// </summary>
 public static class FineTuner
@@ -109,8 +111,8 @@ public static class FineTuner
         OpenMp.PreferPassiveWaiting();
         CpuAllocator.KeepFreedMemory();
         if (options.Threads is int threads) torch.set_num_threads(threads);
-        torch.manual_seed(options.Seed);
-        using var model = ModelStore.Create(config, photoEmbs, commentEmbs);
+        using var generator = new Generator(unchecked((ulong)options.Seed));
+        using var model = ModelStore.Create(config, photoEmbs, commentEmbs, generator);
         if (options.Init is not null && state.CompletedEpochs == 0)
         {
             var report = ModelStore.LoadWeights(model, Directory.Exists(options.Init) ? ModelStore.Locate(options.Init) : options.Init, exact: false);
@@ -136,7 +138,7 @@ public static class FineTuner
         {
             ct.ThrowIfCancellationRequested();
             int epochSeed = Mix(options.Seed, epoch);
-            torch.manual_seed(epochSeed);
+            generator.manual_seed(epochSeed);
             var rng = new Random(epochSeed);
             model.train();
             double lossSum = 0, taskSum = 0, idTextSum = 0, lr = 0;

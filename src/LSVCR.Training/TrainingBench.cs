@@ -35,8 +35,8 @@ public static class TrainingBench
         }
         double assembly = assembled / clock.Elapsed.TotalSeconds;
 
-        torch.manual_seed(options.Seed);
-        using var model = ModelStore.Create(config, photoEmbs, commentEmbs);
+        using var generator = new Generator(unchecked((ulong)options.Seed));
+        using var model = ModelStore.Create(config, photoEmbs, commentEmbs, generator);
         using var optimizer = torch.optim.AdamW(model.parameters(), options.Lr, weight_decay: options.WeightDecay);
         model.train();
         int trained = 0, steps = 0;

@@ -43,7 +43,7 @@ public sealed class ShardedStepTests
         try
         {
             manual_seed(seed);
-            model.Generator = new Generator(11);
+            model.Generator = new Generator((ulong)seed + 6); // the step's draws: dropout seeds and id–text negatives
             model.zero_grad();
             var losses = SrLoss.Backward(model, batch, task, candidates, idText, shards);
             return (losses, model.named_parameters().Where(p => p.parameter.grad is not null)
