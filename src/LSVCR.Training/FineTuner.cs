@@ -69,6 +69,8 @@ public static class FineTuner
     private sealed record RunState
     {
         public required string Fingerprint { get; init; }
+        /// <summary>SHA-256 over the contents the run reads (dataset, both embedding tables, initial weights).</summary>
+        public string? Inputs { get; init; }
         public int CompletedEpochs { get; init; }
         public long Step { get; init; }
         public int BestEpoch { get; init; }
@@ -93,10 +95,19 @@ public static class FineTuner
             throw new LsvcrException($"{TaskNames.FileName(task, Split.Train)}: no training examples{(task == TaskKind.CommRank ? " with positives" : "")}");
 
         Directory.CreateDirectory(outDir);
-        string fingerprint = Fingerprint(task, variant, config, options, data);
+        string fingerprint = Fingerprint(task, variant, config, options);
+        string inputs = InputsHash(data, photoEmbs, commentEmbs, options.Init);
         var state = ReadState(outDir, fingerprint);
+        if (state is not null && state.Inputs != inputs)
+        {
+            // The stored run trained on other contents: it says nothing about this one, so it starts over.
+            progress?.Report(new($"train {Protocols.TaskName(task)} {variant}", 0, options.Epochs,
+                "inputs changed since the stored run (dataset, embeddings or initial weights): training from scratch"));
+            StartOver(outDir);
+            state = null;
+        }
         int resumedAfter = state?.CompletedEpochs ?? 0;
-        state ??= new RunState { Fingerprint = fingerprint };
+        state ??= new RunState { Fingerprint = fingerprint, Inputs = inputs };
         string name = $"{Protocols.TaskName(task)} {variant}";
 
         if (state.StoppedEarly || state.CompletedEpochs >= options.Epochs)
@@ -216,13 +227,29 @@ public static class FineTuner
         BestValNdcg5 = s.BestMetric, StoppedEarly = s.StoppedEarly, ResumedAfterEpoch = resumedAfter, History = s.History,
     };
 
-    /// <summary>Everything that changes the trajectory except the epoch budget (more epochs may be asked for on rerun).</summary>
-    private static string Fingerprint(TaskKind task, string variant, RecComConfig config, TrainOptions o, LsvcrDataset data) =>
+    /// <summary>The settings that change the trajectory except the epoch budget (more epochs may be asked for on rerun);
+    /// what the run reads is keyed by content in <see cref="InputsHash"/> (the initial weights by their bytes, not
+    /// their path).</summary>
+    private static string Fingerprint(TaskKind task, string variant, RecComConfig config, TrainOptions o) =>
         JsonSerializer.Serialize(new
         {
             task = Protocols.TaskName(task), variant, config, o.BatchSize, o.Lr, o.WeightDecay, o.Schedule, o.Warmup, o.Patience,
-            o.IdTextWeight, o.Negatives, o.Seed, o.Init, o.Shards, train = data[task, Split.Train].Count, val = data[task, Split.Val].Count,
+            o.IdTextWeight, o.Negatives, o.Seed, init = o.Init is not null, o.Shards,
         });
+
+    /// <summary>SHA-256 over the contents a run reads: the whole dataset, both text-embedding tables and the initial
+    /// weights (the checkpoint folder's files or the state-dict file).</summary>
+    internal static string InputsHash(LsvcrDataset data, FloatMatrix photoEmbs, FloatMatrix commentEmbs, string? init) =>
+        ContentHash.Of(data.ContentHash(), photoEmbs.ContentHash(), commentEmbs.ContentHash(),
+            init is null ? "no init" : ContentHash.OfPath(Directory.Exists(init) ? ModelStore.Locate(init) : init));
+
+    /// <summary>Removes a stored run (checkpoints, resume state, history) before training afresh into its folder.</summary>
+    private static void StartOver(string outDir)
+    {
+        foreach (var dir in new[] { LastDir, LastDir + ".old", BestDir, BestDir + ".old" }.Select(d => Path.Combine(outDir, d)))
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        File.Delete(Path.Combine(outDir, HistoryFile));
+    }
 
     private static RunState? ReadState(string outDir, string fingerprint)
     {

@@ -99,6 +99,32 @@ public class FineTunerTests
         Assert.Contains("--shards must be at least 1 (got 0)", e.Message);
     }
 
+    /// <summary>§4: resume decisions are keyed by the contents a run reads. Rerunning a finished run into the same
+    /// folder with other embeddings of the same width (same shapes, same counts) trains again from scratch instead of
+    /// reporting "already finished"; rerunning with the same contents is still reused.</summary>
+    [Fact]
+    public async Task A_finished_run_rerun_with_different_embeddings_of_the_same_width_retrains()
+    {
+        using var dir = new TestDir();
+        var first = await Train(dir.Path, Options with { Epochs = 1 });
+        var other = new FloatMatrix([.. Emb.Photos.Data.Select((v, i) => i % 3 == 0 ? -v : v)], Emb.Photos.Rows, Emb.Photos.Cols);
+        var stages = new List<JobProgress>();
+        var again = await FineTuner.RunAsync(Data, other, Emb.Comments, TaskKind.Rec, Variants.Full, dir.Path, Options with { Epochs = 1 },
+            progress: new SyncProgress(stages.Add));
+        Assert.Equal(0, again.ResumedAfterEpoch);
+        Assert.DoesNotContain(stages, p => p.Detail == "already finished");
+        Assert.Contains(stages, p => p.Detail?.Contains("inputs changed", StringComparison.Ordinal) == true);
+        Assert.Contains(stages, p => p.Stage.Contains("epoch 1/1", StringComparison.Ordinal));
+        Assert.NotEqual(first.History[0].Loss, again.History[0].Loss);
+
+        stages.Clear();
+        var reused = await FineTuner.RunAsync(Data, other, Emb.Comments, TaskKind.Rec, Variants.Full, dir.Path, Options with { Epochs = 1 },
+            progress: new SyncProgress(stages.Add));
+        Assert.Equal(1, reused.ResumedAfterEpoch);
+        Assert.Contains(stages, p => p.Detail == "already finished");
+        Assert.Equal(again.History[0].Loss, reused.History[0].Loss);
+    }
+
     [Fact]
     public async Task Best_checkpoint_reloads_to_the_validation_score_it_was_kept_for()
     {
