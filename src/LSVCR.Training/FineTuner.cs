@@ -175,7 +175,7 @@ public static class FineTuner
                 steps++;
                 samples += batch.Size;
                 if (!double.IsFinite(lossSum))
-                    throw new LsvcrException($"training diverged at epoch {epoch}, step {steps}: loss is {lossSum} (lower --lr?)");
+                    throw new LsvcrException($"training diverged at epoch {epoch}, step {steps}: loss is {lossSum} (a lower learning rate?)");
                 progress?.Report(new(stage, samples, source.TrainableExamples.Length,
                     $"loss {lossSum / steps:F4}, {samples / Math.Max(1e-9, clock.Elapsed.TotalSeconds):F0} samples/s"));
             }
@@ -268,7 +268,7 @@ public static class FineTuner
         }
         if (state.Fingerprint != fingerprint)
             throw new LsvcrException($"{outDir} holds a run with different settings ({Differences(state.Fingerprint, fingerprint)}); " +
-                                     "use another --out or delete it to start over");
+                                     "use another output folder or delete it to start over");
         if (last.EndsWith(".old", StringComparison.Ordinal)) ModelStore.Replace(last, Path.Combine(outDir, LastDir));
         return state;
     }
