@@ -42,7 +42,7 @@ public static class KuaiComtImporter
     public static (LsvcrDataset Dataset, ImportReport Report) Import(string inDir, KuaiComtOptions? options = null, IProgress<JobProgress>? progress = null)
     {
         options ??= new KuaiComtOptions();
-        if (options.MaxHistory < 1) throw new LsvcrException($"--max-history must be at least 1 (got {options.MaxHistory})");
+        if (options.MaxHistory < 1) throw new LsvcrException($"MaxHistory (the kept history length) must be at least 1 (got {options.MaxHistory})");
         if (!Directory.Exists(inDir)) throw new LsvcrException($"{inDir}: input directory does not exist");
         var report = new ImportReport();
 

@@ -37,6 +37,10 @@ internal sealed class LayoutLoader
     public List<DatasetProblem> Problems { get; } = [];
     public Catalog? Catalog { get; private set; }
     public List<ExampleSet> Sets { get; } = [];
+    /// <summary>Findings that are not errors: repeat interactions (a held-out target the user already met in training;
+    /// MODEL.md §1.1 — real logs have them and the reference accepts them).</summary>
+    public List<DatasetProblem> Warnings { get; } = [];
+
     /// <summary>1-based file line of every loaded example, per set (for problems found across sets).</summary>
     public Dictionary<(TaskKind, Split), int[]> Lines { get; } = [];
 
@@ -551,7 +555,10 @@ internal sealed class LayoutLoader
 
     /// <summary>
     /// Per user and task: a Rec val/test target already present in a Rec train video history, or a CommRank test
-    /// positive already present in a CommRank train comment history, means the split leaks the answer.
+    /// positive already present in a CommRank train comment history. Without interaction times this is not leakage by
+    /// itself — users meet videos and comments again (MODEL.md §1.1) — so these are warnings, not problems; real
+    /// leakage (a history holding interactions after its target's time) is ruled out where times are known, by the
+    /// KuaiComt import building every history from strictly earlier interactions.
     /// </summary>
     private void CheckLeakage()
     {
@@ -578,8 +585,8 @@ internal sealed class LayoutLoader
             var set = Set(TaskKind.Rec, split);
             for (int i = 0; i < set.Count; i++)
                 if (heldOut[Key(UserOf(set.UserIds[i]), set.TargetPhoto[i])] is > 0 and var trainLine)
-                    Problems.Add(new(TaskNames.FileName(TaskKind.Rec, split), Lines[(TaskKind.Rec, split)][i],
-                        $"leakage: target video '{_photoIds[set.TargetPhoto[i]]}' of user '{set.UserIds[i]}' is already in the video history of {TaskNames.FileName(TaskKind.Rec, Split.Train)}:{trainLine}"));
+                    Warnings.Add(new(TaskNames.FileName(TaskKind.Rec, split), Lines[(TaskKind.Rec, split)][i],
+                        $"repeat interaction: target video '{_photoIds[set.TargetPhoto[i]]}' of user '{set.UserIds[i]}' is already in the video history of {TaskNames.FileName(TaskKind.Rec, Split.Train)}:{trainLine}"));
         }
 
         var test = Set(TaskKind.CommRank, Split.Test);
@@ -598,8 +605,8 @@ internal sealed class LayoutLoader
         for (int i = 0; i < test.Count; i++)
             foreach (int c in test.PositivesOf(i))
                 if (heldOut[Key(UserOf(test.UserIds[i]), c)] is > 0 and var trainLine)
-                    Problems.Add(new(TaskNames.FileName(TaskKind.CommRank, Split.Test), Lines[(TaskKind.CommRank, Split.Test)][i],
-                        $"leakage: positive comment '{_commentIds[c]}' of user '{test.UserIds[i]}' is already in the comment history of {TaskNames.FileName(TaskKind.CommRank, Split.Train)}:{trainLine}"));
+                    Warnings.Add(new(TaskNames.FileName(TaskKind.CommRank, Split.Test), Lines[(TaskKind.CommRank, Split.Test)][i],
+                        $"repeat interaction: positive comment '{_commentIds[c]}' of user '{test.UserIds[i]}' is already in the comment history of {TaskNames.FileName(TaskKind.CommRank, Split.Train)}:{trainLine}"));
     }
 
     private ExampleSet Set(TaskKind task, Split split) => Sets.First(s => s.Task == task && s.Split == split);

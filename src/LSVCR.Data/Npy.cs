@@ -10,6 +10,13 @@ namespace LSVCR.Data;
 public sealed record FloatMatrix(float[] Data, int Rows, int Cols)
 {
     public Span<float> Row(int r) => Data.AsSpan(r * Cols, Cols);
+
+    /// <summary>SHA-256 of the shape and values (<see cref="LSVCR.Core.ContentHash"/>): what reuse decisions compare.</summary>
+    public string ContentHash()
+    {
+        using var h = new ContentHash();
+        return h.Add($"float32 {Rows}x{Cols}").Add(Data).Finish();
+    }
 }
 
 /// <summary>

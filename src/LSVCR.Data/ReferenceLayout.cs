@@ -10,13 +10,17 @@ public static class ReferenceLayout
     /// writes them and training reads them, so both name them from here.</summary>
     public const string PhotoEmbeddingsFile = "photo_embs.npy", CommentEmbeddingsFile = "comment_embs.npy";
 
-    /// <summary>Loads the whole dataset; throws <see cref="DatasetValidationException"/> listing every problem.</summary>
-    public static LsvcrDataset Read(string dir, IProgress<JobProgress>? progress = null)
+    /// <summary>Loads the whole dataset; throws <see cref="DatasetValidationException"/> listing every problem.
+    /// Repeat interactions are data (MODEL.md §1.1): accepted, see <see cref="ReadWithWarnings"/>.</summary>
+    public static LsvcrDataset Read(string dir, IProgress<JobProgress>? progress = null) => ReadWithWarnings(dir, progress).Dataset;
+
+    /// <summary><see cref="Read"/>, also returning the warnings (repeat interactions, file:line each).</summary>
+    public static (LsvcrDataset Dataset, IReadOnlyList<DatasetProblem> Warnings) ReadWithWarnings(string dir, IProgress<JobProgress>? progress = null)
     {
         var loader = new LayoutLoader(dir, progress);
         loader.Load(examples: true);
         if (loader.Problems.Count > 0 || loader.Catalog is null) throw new DatasetValidationException(loader.Problems);
-        return new LsvcrDataset(loader.Catalog, loader.Sets);
+        return (new LsvcrDataset(loader.Catalog, loader.Sets), loader.Warnings);
     }
 
     /// <summary>Loads only the items (id lists, photo.json, comment.json) — what embedding needs.</summary>
@@ -171,10 +175,13 @@ public static class ReferenceLayout
 /// <summary>Checks a dataset folder without throwing: every problem with its file and line (empty when valid).</summary>
 public static class DatasetValidator
 {
-    public static IReadOnlyList<DatasetProblem> Validate(string dir, IProgress<JobProgress>? progress = null)
+    public static IReadOnlyList<DatasetProblem> Validate(string dir, IProgress<JobProgress>? progress = null) => Check(dir, progress).Problems;
+
+    /// <summary>Problems (errors) and warnings (repeat interactions, which are data: MODEL.md §1.1).</summary>
+    public static (IReadOnlyList<DatasetProblem> Problems, IReadOnlyList<DatasetProblem> Warnings) Check(string dir, IProgress<JobProgress>? progress = null)
     {
         var loader = new LayoutLoader(dir, progress);
         loader.Load(examples: true);
-        return loader.Problems;
+        return (loader.Problems, loader.Warnings);
     }
 }

@@ -38,14 +38,14 @@ public sealed record EmbedOptions
     /// <summary>Checks the values (and that a given model file exists) before any slow work; throws <see cref="LsvcrException"/>.</summary>
     public void Validate()
     {
-        if (BatchSize < 1) throw new LsvcrException($"--batch must be at least 1 (got {BatchSize})");
-        if (Threads < 0) throw new LsvcrException($"--threads must be 0 (all cores) or more (got {Threads})");
+        if (BatchSize < 1) throw new LsvcrException($"BatchSize must be at least 1 (got {BatchSize})");
+        if (Threads < 0) throw new LsvcrException($"Threads must be 0 (all cores) or more (got {Threads})");
         if (IntraOpThreads < 1) throw new LsvcrException($"intra-op threads must be at least 1 (got {IntraOpThreads})");
         if (MaxTokens < 0 || MaxTokens == 1) throw new LsvcrException($"max tokens must be 0 (model limit) or at least 2 (got {MaxTokens})");
         if (ChunkSize < 1) throw new LsvcrException($"chunk size must be at least 1 (got {ChunkSize})");
-        if (Device is not ("cpu" or "cuda")) throw new LsvcrException($"--device must be cpu or cuda (got '{Device}')");
+        if (Device is not ("cpu" or "cuda")) throw new LsvcrException($"Device must be cpu or cuda (got '{Device}')");
         if (ModelPath is null && !string.Equals(Encoder, TextEmbedder.MiniLm, StringComparison.OrdinalIgnoreCase))
-            throw new LsvcrException($"unknown encoder '{Encoder}': the built-in encoder is '{TextEmbedder.MiniLm}'; use --model PATH.onnx for others");
+            throw new LsvcrException($"unknown encoder '{Encoder}': the built-in encoder is '{TextEmbedder.MiniLm}'; give an ONNX model path (ModelPath) for others");
         if (ModelPath is not null && !File.Exists(ModelPath)) throw new LsvcrException($"{ModelPath}: model file not found");
     }
 }

@@ -23,7 +23,7 @@ public static class EmbeddingBench
     /// <summary><paramref name="count"/> distinct titles and comments from the synthetic generator (short English texts).</summary>
     public static IReadOnlyList<string> SyntheticTexts(int count, int seed = 42)
     {
-        if (count < 1) throw new LsvcrException($"--count must be at least 1 (got {count})");
+        if (count < 1) throw new LsvcrException($"the text count must be at least 1 (got {count})");
         for (int users = Math.Max(200, count / 4); ; users *= 2)
         {
             var catalog = SyntheticDataset.Generate(new SynthOptions { Users = users, Seed = seed }).Catalog;
@@ -35,7 +35,7 @@ public static class EmbeddingBench
     /// <summary>Up to <paramref name="count"/> distinct texts of a catalogue, titles and comments interleaved.</summary>
     public static IReadOnlyList<string> CatalogTexts(Catalog catalog, int count)
     {
-        if (count < 1) throw new LsvcrException($"--count must be at least 1 (got {count})");
+        if (count < 1) throw new LsvcrException($"the text count must be at least 1 (got {count})");
         var texts = new List<string>(count);
         var seen = new HashSet<string>(StringComparer.Ordinal);
         int p = 1, c = 1;
@@ -58,7 +58,7 @@ public static class EmbeddingBench
     public static EmbedBenchResult Run(IReadOnlyList<string> texts, IReadOnlyList<EmbedOptions> configs, int packageBatch = 64,
         IProgress<JobProgress>? progress = null, CancellationToken ct = default, int rounds = 4)
     {
-        if (packageBatch < 1) throw new LsvcrException($"--package-batch must be at least 1 (got {packageBatch})");
+        if (packageBatch < 1) throw new LsvcrException($"the package batch must be at least 1 (got {packageBatch})");
         if (texts.Count == 0) throw new LsvcrException("no texts to encode");
         if (configs.Count == 0) throw new LsvcrException("no encoder configuration to measure");
         rounds = Math.Clamp(rounds, 1, texts.Count);

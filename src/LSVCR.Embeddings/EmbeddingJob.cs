@@ -180,6 +180,8 @@ public static class EmbeddingJob
             Photos = catalog.PhotoCount,
             Comments = catalog.CommentCount,
             DistinctTexts = u,
+            PhotoSha256 = ContentHash.OfFile(Path.Combine(outDir, EmbeddingManifest.PhotoFile)),
+            CommentSha256 = ContentHash.OfFile(Path.Combine(outDir, EmbeddingManifest.CommentFile)),
             Chunks = chunks,
             ChunksResumed = resumed,
             Device = embedder.DeviceUsed,
@@ -206,6 +208,9 @@ public static class EmbeddingJob
         {
             if (Npy.ReadShape(Path.Combine(outDir, EmbeddingManifest.PhotoFile)) != (catalog.PhotoCount, manifest.Dimension)) return null;
             if (Npy.ReadShape(Path.Combine(outDir, EmbeddingManifest.CommentFile)) != (catalog.CommentCount, manifest.Dimension)) return null;
+            // Keyed by content: files changed since they were written are encoded again, not trusted by their shape.
+            if (manifest.PhotoSha256 != ContentHash.OfFile(Path.Combine(outDir, EmbeddingManifest.PhotoFile))
+                || manifest.CommentSha256 != ContentHash.OfFile(Path.Combine(outDir, EmbeddingManifest.CommentFile))) return null;
         }
         catch (Exception e) when (e is NpyFormatException or IOException or EndOfStreamException) { return null; }
         return manifest;

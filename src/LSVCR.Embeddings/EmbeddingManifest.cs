@@ -28,6 +28,9 @@ public sealed record EmbeddingManifest
     public required int Comments { get; init; }
     /// <summary>Texts actually encoded: duplicates (after the instruction prefix) are encoded once.</summary>
     public required int DistinctTexts { get; init; }
+    /// <summary>SHA-256 of photo_embs.npy and comment_embs.npy as written: reuse checks the files still hold them.</summary>
+    public string? PhotoSha256 { get; init; }
+    public string? CommentSha256 { get; init; }
     public required int Chunks { get; init; }
     /// <summary>Chunks taken from an interrupted earlier run instead of being encoded again.</summary>
     public int ChunksResumed { get; init; }

@@ -115,7 +115,7 @@ public sealed class TextEmbedder : IDisposable
             catch (OnnxRuntimeException e) when (device == "cuda")
             {
                 // A CUDA-enabled build on a host without a usable GPU fails here rather than when the provider is added.
-                warnings.Add($"--device cuda: the CUDA execution provider failed ({FirstLine(e.Message)}); running on CPU");
+                warnings.Add($"device cuda: the CUDA execution provider failed ({FirstLine(e.Message)}); running on CPU");
                 device = "cpu";
                 session = CreateSession(model, options, ref device, warnings);
             }
@@ -156,7 +156,7 @@ public sealed class TextEmbedder : IDisposable
             catch (Exception e) when (e is OnnxRuntimeException or EntryPointNotFoundException or DllNotFoundException)
             {
                 // The CPU-only Microsoft.ML.OnnxRuntime package has no CUDA provider: fall back rather than fail.
-                warnings.Add($"--device cuda: the CUDA execution provider is not available ({FirstLine(e.Message)}); running on CPU");
+                warnings.Add($"device cuda: the CUDA execution provider is not available ({FirstLine(e.Message)}); running on CPU");
                 device = "cpu";
             }
         }

@@ -104,7 +104,9 @@ public static class Checkpoint
     {
         var info = ReadInfo(dir);
         RecCom model;
-        try { model = new RecCom(info.Config, photoText, commentText, backend); }
+        // The initial weights are overwritten: drawn from a throwaway generator, not the process-wide one.
+        using var scratch = new Generator(0);
+        try { model = new RecCom(info.Config, photoText, commentText, backend, scratch) { Generator = null }; }
         catch (ArgumentException e) { throw new LsvcrException($"{Path.Combine(dir, ConfigFile)}: {e.Message}", e); }
         try
         {

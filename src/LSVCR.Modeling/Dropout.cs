@@ -16,7 +16,9 @@ namespace LSVCR.Modeling;
 /// <para>Generator: SplitMix64 (Steele, Lea, Flood 2014) evaluated at counter i — the output of step i of a
 /// SplitMix64 stream seeded per call — gives 64 bits = four 16-bit lanes, one per element; an element is kept iff its
 /// lane ≥ round(p·65536), so the drop probability is p quantised to 1/65536 (0.3 → 0.299997), and kept values are
-/// scaled by 1/(1−p). The per-call seed is drawn from torch's global generator, so <c>torch.manual_seed</c> makes runs
+/// scaled by 1/(1−p). The per-call seed comes from the current thread's <see cref="Seeds"/> stream — which a training
+/// step seeds from its run's own generator (<see cref="RecCom.Generator"/>), so two runs in one process cannot disturb
+/// each other — or, with none, from torch's global generator (<c>torch.manual_seed</c>); either way runs are
 /// reproducible and resumable, and the mask does not depend on the number of threads. <see cref="KeepMask"/> gives
 /// the same mask as a tensor (tests, the attention reference).</para>
 /// Inference (training = false) is the identity.
@@ -47,12 +49,12 @@ internal static class Dropout
     /// <summary>The multiplier of a kept element, 1/(1−p) (1 without dropout).</summary>
     internal static float KeepScale(double p) => p > 0 ? (float)(1.0 / (1.0 - p)) : 1f;
 
-    /// <summary>One 64-bit seed: from this thread's <see cref="Seeds"/> stream when one is in use, else from torch's
-    /// global generator (two draws of 32 bits: randint's bound is exclusive).</summary>
-    internal static ulong NextSeed()
+    /// <summary>One 64-bit seed: from this thread's <see cref="Seeds"/> stream when one is in use, else from
+    /// <paramref name="generator"/> (null: torch's global generator; two draws of 32 bits: randint's bound is exclusive).</summary>
+    internal static ulong NextSeed(Generator? generator = null)
     {
         if (_seeds is not null) return _seeds.Next();
-        using var draw = randint(0, 1L << 32, [2], dtype: ScalarType.Int64);
+        using var draw = randint(0, 1L << 32, [2], dtype: ScalarType.Int64, generator: generator);
         var words = draw.data<long>();
         return ((ulong)words[0] << 32) | (ulong)words[1];
     }
@@ -60,8 +62,9 @@ internal static class Dropout
     [ThreadStatic] private static Seeds? _seeds;
 
     /// <summary>A private stream of per-call seeds (SplitMix64 from one starting seed). Data-parallel shards run
-    /// concurrently, so their draws from the one global generator would interleave in a different order each run;
-    /// each shard takes one seed from it up front and draws its calls' seeds from its own stream instead.</summary>
+    /// concurrently, so their draws from one generator would interleave in a different order each run; each shard
+    /// takes one seed from its run's generator up front and draws its calls' seeds from its own stream instead (an
+    /// unsharded training forward does the same with one stream).</summary>
     internal sealed class Seeds(ulong start)
     {
         private ulong _calls;

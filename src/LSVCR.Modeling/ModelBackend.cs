@@ -100,12 +100,7 @@ public class ModelBackend
         return idToText.add(textToId).mul(owner.to(id.dtype)).sum().div(-2.0 * positions);
     }
 
-    /// <summary>The mean of the listed rows of a fixed table, [..., K] ids → [..., E]; pad 0 is excluded from sum and
-    /// count, an entry with no rows gives 0 (each comment-history entry's comment texts).</summary>
-    internal virtual Tensor RowMean(Tensor table, Tensor ids)
-    {
-        var mask = ids.ne(0).unsqueeze(-1).to(table.dtype);
-        var rows = table.index_select(0, ids.reshape(-1)).view([.. ids.shape, table.shape[1]]);
-        return rows.mul(mask).sum(-2).div(mask.sum(-2).clamp_min(1));
-    }
+    /// <summary>The mean of a fixed table's rows over each bag's ids, [Entries, E]; pad 0 is excluded from sum and
+    /// count, an empty bag gives 0 (each comment-history entry's comment texts, all of them).</summary>
+    internal virtual Tensor RowMean(Tensor table, CommentBags bags) => bags.Mean(table);
 }

@@ -43,10 +43,12 @@ public sealed partial class RecCom : nn.Module
 
     /// <param name="photoText">[PhotoCount, TextDim] float32 title embeddings, row 0 = pad.</param>
     /// <param name="commentText">[CommentCount, TextDim] float32 comment embeddings, row 0 = pad.</param>
+    /// <param name="generator">The run's generator: initial weights, then <see cref="Generator"/>; null = torch's global one.</param>
     /// <param name="backend">The implementation of the parts; null = <see cref="ModelBackend.Select"/> for a float32
     /// model on the CPU (the CPU kernels where the machine supports them).</param>
-    public RecCom(RecComConfig config, Tensor photoText, Tensor commentText, ModelBackend? backend = null) : base("reccom")
+    public RecCom(RecComConfig config, Tensor photoText, Tensor commentText, ModelBackend? backend = null, Generator? generator = null) : base("reccom")
     {
+        Generator = generator;
         Config = config;
         Backend = backend ?? ModelBackend.Select(CPU, ScalarType.Float32);
         Validate(config, photoText, commentText);
@@ -80,7 +82,7 @@ public sealed partial class RecCom : nn.Module
         register_buffer(nameof(photo_text), photo_text, persistent: false);
         register_buffer(nameof(comment_text), comment_text, persistent: false);
         RegisterComponents();
-        InitWeights();
+        InitWeights(generator);
     }
 
     public RecComConfig Config { get; }
@@ -108,7 +110,9 @@ public sealed partial class RecCom : nn.Module
         }
     }
 
-    /// <summary>Generator for the id–text negative sampling; null = torch's global generator (torch.manual_seed).</summary>
+    /// <summary>The run's generator for everything random in a training step — the id–text negatives and the seeds of
+    /// the dropout masks — so runs sharing a process draw from their own streams; null = torch's global generator
+    /// (<c>torch.manual_seed</c>), which concurrent runs would interleave.</summary>
     public Generator? Generator { get; set; }
 
     private static void Validate(RecComConfig c, Tensor photoText, Tensor commentText)
@@ -128,7 +132,7 @@ public sealed partial class RecCom : nn.Module
     }
 
     /// <summary>Reference init: Linear/Embedding weights N(0, 0.02), biases 0, LayerNorm 1/0, gate 1; pad rows 0.</summary>
-    private void InitWeights()
+    private void InitWeights(Generator? generator)
     {
         using var _ = no_grad();
         foreach (var (_, m) in named_modules())
@@ -136,11 +140,11 @@ public sealed partial class RecCom : nn.Module
             switch (m)
             {
                 case Linear l:
-                    nn.init.normal_(l.weight, 0, 0.02);
+                    l.weight!.normal_(0, 0.02, generator);
                     if (l.bias is not null) nn.init.zeros_(l.bias);
                     break;
                 case Embedding e:
-                    nn.init.normal_(e.weight, 0, 0.02);
+                    e.weight!.normal_(0, 0.02, generator);
                     break;
                 case LayerNorm ln:
                     nn.init.ones_(ln.weight);
@@ -165,6 +169,9 @@ public sealed partial class RecCom : nn.Module
     internal (Tensor User, Tensor? IdTextLoss) Encode(SrBatch batch, TaskKind task, bool withIdTextLoss, Tensor? titleTable)
     {
         using var scope = NewDisposeScope();
+        // Dropout draws one seed per call: from a stream seeded once from the run's generator (the sharded step does
+        // the same per slice).
+        using var seeds = training && Generator is not null ? new Dropout.Seeds(Dropout.NextSeed(Generator)).Use() : null;
         var inputs = EncodeInputs(batch, titleTable);
         var user = EncodeUser(inputs, batch.Target, task, titleTable);
         var idText = withIdTextLoss ? AlignmentLoss(inputs.PhotoIds, inputs.PhotoId, inputs.PhotoText, inputs.CommentIds, inputs.CommentId, inputs.CommentText) : null;
@@ -187,8 +194,9 @@ public sealed partial class RecCom : nn.Module
         var pIds = NonEmpty(batch.PhotoHistory);
         var pCom = NonEmpty(batch.PhotoHistoryComment);
         var cIds = NonEmpty(batch.CommentHistoryPhoto);
-        var cCom = batch.CommentHistoryComments;
-        if (cCom.shape[1] == 0 || cCom.shape[2] == 0) cCom = zeros(cIds.shape[0], cIds.shape[1], 1, dtype: ScalarType.Int64);
+        var cCom = batch.CommentHistoryComments.Entries == cIds.numel() ? batch.CommentHistoryComments
+            : batch.CommentHistoryComments.Entries == batch.CommentHistoryPhoto.numel() ? CommentBags.Empty(cIds.numel())
+            : throw new ArgumentException($"The batch has {batch.CommentHistoryComments.Entries} comment-history entries' comment lists for {batch.CommentHistoryPhoto.numel()} entries.");
         var (lp, lc) = (pIds.shape[1], cIds.shape[1]);
         if (lp > c.MaxPosition || lc > c.MaxPosition)
             throw new ArgumentException($"History longer than MaxPosition={c.MaxPosition} (video {lp}, comment {lc}); truncate to the most recent entries.");
@@ -204,11 +212,11 @@ public sealed partial class RecCom : nn.Module
             var titleHalf = pc_merge!.weight!.narrow(1, 0, c.Hidden);
             var commentMap = pc_merge.weight!.narrow(1, c.Hidden, c.Hidden).matmul(llm_adapter!.weight!);
             xp = Merge(Titles(pIds, table), Gather(comment_text, pCom), titleHalf, commentMap);
-            xc = Merge(Titles(cIds, table), MeanText(cCom), titleHalf, commentMap);
+            xc = Merge(Titles(cIds, table), MeanText(cCom).view(cIds.shape[0], cIds.shape[1], -1), titleHalf, commentMap);
         }
         else if (comment_embedding is not null)
         {
-            xc = MaskedMean(comment_embedding.forward(cCom), cCom);
+            xc = cCom.Mean(comment_embedding.weight!).view(cIds.shape[0], cIds.shape[1], -1);
         }
 
         // Step 3: input = gate·id + x + pos, LayerNorm, dropout.
@@ -318,21 +326,14 @@ public sealed partial class RecCom : nn.Module
         return table.index_select(0, ids.reshape(-1)).view(shape);
     }
 
-    /// <summary>Mean of the raw text embeddings of each entry's comments, [B, L, E] (pad 0 excluded from sum and
-    /// count, an entry with no comments gives 0 — the same as <see cref="MaskedMean"/>).
-    /// Averaging before llm_adapter is the same as averaging after it (linear, no bias) and keeps the [B, L, K, E]
-    /// gather (≈ 79 MB at batch 512) out of memory and out of autograd.</summary>
-    private Tensor MeanText(Tensor comments)
+    /// <summary>Mean of the raw text embeddings of each entry's comments (all of them), [B·L, E] (<see cref="GatherMean"/>:
+    /// pad 0 excluded from sum and count, an entry with no comments gives 0 — the same as <see cref="CommentBags.Mean"/>).
+    /// Averaging before llm_adapter is the same as averaging after it (linear, no bias) and keeps the per-comment
+    /// gather out of memory and out of autograd.</summary>
+    private Tensor MeanText(CommentBags comments)
     {
         using var _ = no_grad();
         return Backend.RowMean(comment_text, comments);
-    }
-
-    private static Tensor MaskedMean(Tensor values, Tensor ids)
-    {
-        var mask = ids.ne(0).unsqueeze(-1).to(values.dtype);
-        var count = mask.sum(-2).clamp_min(1f);
-        return values.mul(mask).sum(-2).div(count);
     }
 
     /// <summary>gate·id_emb(v) + llm_adapter(t(v)) (un-normalised): the CommRank query and the video candidate.</summary>

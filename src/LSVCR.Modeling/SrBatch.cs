@@ -16,8 +16,9 @@ public sealed class SrBatch : IDisposable
     public required Tensor PhotoHistoryComment { get; init; }
     /// <summary>[B, Lc] video ids of the comment-history entries.</summary>
     public required Tensor CommentHistoryPhoto { get; init; }
-    /// <summary>[B, Lc, K] the comments the user interacted with under each entry (0-padded); the model averages them.</summary>
-    public required Tensor CommentHistoryComments { get; init; }
+    /// <summary>The comments the user interacted with under each entry, all of them (B·Lc entries in row-major order,
+    /// padding positions empty); the model averages them.</summary>
+    public required CommentBags CommentHistoryComments { get; init; }
     /// <summary>[B] Rec: the next video (used only by losses); CommRank: the video being watched (the query).</summary>
     public required Tensor Target { get; init; }
 

@@ -47,7 +47,7 @@ public static class SrLoss
     /// backward;</item>
     /// <item>the Rec full softmax's title table and all-video vectors are computed once and shared by the slices (their
     /// gradients summed, then one backward through them);</item>
-    /// <item>dropout seeds come from one stream per slice, seeded from torch's generator, so a seeded run is
+    /// <item>dropout seeds come from one stream per slice, seeded from the model's <see cref="RecCom.Generator"/>, so a seeded run is
     /// reproducible whatever the thread count (the masks differ from those of an unsharded step).</item>
     /// </list>
     /// Shards = 1 is exactly <c>Compute(…).Total.backward()</c>.
@@ -108,7 +108,10 @@ public static class SrLoss
                 _size[s] = n * (s + 1) / shards - _start[s];
             }
             var parts = Enumerable.Range(0, shards).Select(Slice).ToArray();
-            var seeds = Enumerable.Range(0, shards).Select(_ => new Dropout.Seeds(Dropout.NextSeed())).ToArray();
+            // With a run generator: one draw from it, as an unsharded forward makes (RecCom.Encode), so the id–text
+            // negatives drawn next are the same; the slices' streams are seeded from that draw's stream.
+            var root = model.Generator is null ? null : new Dropout.Seeds(Dropout.NextSeed(model.Generator));
+            var seeds = Enumerable.Range(0, shards).Select(_ => new Dropout.Seeds(root?.Next() ?? Dropout.NextSeed())).ToArray();
             var parameters = model.parameters().Where(p => p.requires_grad).ToArray();
             var withIdText = WithIdText(model, idTextWeight);
             var inputs = new RecCom.Inputs[shards];
@@ -194,7 +197,7 @@ public static class SrLoss
             PhotoHistory = batch.PhotoHistory.narrow(0, _start[s], _size[s]),
             PhotoHistoryComment = batch.PhotoHistoryComment.narrow(0, _start[s], _size[s]),
             CommentHistoryPhoto = batch.CommentHistoryPhoto.narrow(0, _start[s], _size[s]),
-            CommentHistoryComments = batch.CommentHistoryComments.narrow(0, _start[s], _size[s]),
+            CommentHistoryComments = batch.CommentHistoryComments.Slice(_start[s] * batch.CommentHistoryPhoto.shape[1], _size[s] * batch.CommentHistoryPhoto.shape[1]),
             Target = batch.Target.narrow(0, _start[s], _size[s]),
         };
 

@@ -50,18 +50,18 @@ public static class TrainStepBench
     {
         if (o.Batch < 1 || o.History < 1 || o.Videos < 2 || o.Steps < 1 || o.Warmup < 0 || o.Shards < 1)
             throw new ArgumentException("bench train: batch, history, steps, shards ≥ 1, videos ≥ 2, warmup ≥ 0.");
-        manual_seed(o.Seed);
+        using var generator = new Generator(unchecked((ulong)o.Seed));
         var config = new RecComConfig
         {
             PhotoCount = o.Videos + 1, CommentCount = o.Videos * o.CommentsPerVideo + 1, TextDim = o.TextDim,
             Hidden = o.Hidden, MaxPosition = Math.Max(50, o.History),
         };
-        using var photoText = randn(config.PhotoCount, o.TextDim);
-        using var commentText = randn(config.CommentCount, o.TextDim);
-        using var model = new RecCom(config, photoText, commentText, ModelBackend.Select(CPU, ScalarType.Float32, o.CpuKernels));
+        using var photoText = randn(config.PhotoCount, o.TextDim, generator: generator);
+        using var commentText = randn(config.CommentCount, o.TextDim, generator: generator);
+        using var model = new RecCom(config, photoText, commentText, ModelBackend.Select(CPU, ScalarType.Float32, o.CpuKernels), generator);
         model.train();
         using var optimizer = optim.AdamW(model.parameters(), lr: 1e-3, weight_decay: 1e-5);
-        var batches = Enumerable.Range(0, 4).Select(_ => RandomBatch(o, config)).ToArray();
+        var batches = Enumerable.Range(0, 4).Select(_ => RandomBatch(o, config, generator)).ToArray();
         var phases = new Dictionary<string, double> { ["forward+backward"] = 0, ["optimizer"] = 0 };
         double first = double.NaN, last = double.NaN;
         var total = o.Warmup + o.Steps;
@@ -108,19 +108,19 @@ public static class TrainStepBench
     }
 
     /// <summary>Full-length histories of random videos; comment entries with 1..K random comments.</summary>
-    public static SrBatch RandomBatch(TrainBenchOptions o, RecComConfig c)
+    public static SrBatch RandomBatch(TrainBenchOptions o, RecComConfig c, Generator generator)
     {
         using var scope = NewDisposeScope();
         var (b, l, k) = (o.Batch, o.History, o.CommentsPerEntry);
-        var comments = randint(1, c.CommentCount, [b, l, k]);
-        var keep = arange(k).unsqueeze(0).unsqueeze(0).lt(randint(1, k + 1, [b, l, 1]));
+        var comments = randint(1, c.CommentCount, [b, l, k], generator: generator);
+        var keep = arange(k).unsqueeze(0).unsqueeze(0).lt(randint(1, k + 1, [b, l, 1], generator: generator));
         var batch = new SrBatch
         {
-            PhotoHistory = randint(1, c.PhotoCount, [b, l]).MoveToOuterDisposeScope(),
-            PhotoHistoryComment = randint(0, c.CommentCount, [b, l]).MoveToOuterDisposeScope(),
-            CommentHistoryPhoto = randint(1, c.PhotoCount, [b, l]).MoveToOuterDisposeScope(),
-            CommentHistoryComments = comments.mul(keep).MoveToOuterDisposeScope(),
-            Target = randint(1, c.PhotoCount, [b]).MoveToOuterDisposeScope(),
+            PhotoHistory = randint(1, c.PhotoCount, [b, l], generator: generator).MoveToOuterDisposeScope(),
+            PhotoHistoryComment = randint(0, c.CommentCount, [b, l], generator: generator).MoveToOuterDisposeScope(),
+            CommentHistoryPhoto = randint(1, c.PhotoCount, [b, l], generator: generator).MoveToOuterDisposeScope(),
+            CommentHistoryComments = CommentBags.FromPadded(comments.mul(keep)).MoveToOuterDisposeScope(),
+            Target = randint(1, c.PhotoCount, [b], generator: generator).MoveToOuterDisposeScope(),
         };
         return batch;
     }

@@ -15,15 +15,16 @@ public sealed class HostBatch
     public int Size => Examples.Length;
     public required int Lp { get; init; }
     public required int Lc { get; init; }
-    public required int K { get; init; }
     /// <summary>[B·Lp]</summary>
     public required long[] PhotoHistory { get; init; }
     /// <summary>[B·Lp]</summary>
     public required long[] PhotoHistoryComment { get; init; }
     /// <summary>[B·Lc]</summary>
     public required long[] CommentHistoryPhoto { get; init; }
-    /// <summary>[B·Lc·K]</summary>
+    /// <summary>All the comments of the B·Lc comment-history entries, entry after entry (no cap, no padding).</summary>
     public required long[] CommentHistoryComments { get; init; }
+    /// <summary>[B·Lc + 1] entry e's comments are <c>CommentHistoryComments[offsets[e] .. offsets[e + 1]]</c>.</summary>
+    public required long[] CommentHistoryOffsets { get; init; }
     /// <summary>[B]</summary>
     public required long[] Target { get; init; }
     /// <summary>Candidates per example (0 = none: Rec full softmax / full ranking).</summary>
@@ -38,7 +39,7 @@ public sealed class HostBatch
         PhotoHistory = tensor(PhotoHistory, [Size, Lp]),
         PhotoHistoryComment = tensor(PhotoHistoryComment, [Size, Lp]),
         CommentHistoryPhoto = tensor(CommentHistoryPhoto, [Size, Lc]),
-        CommentHistoryComments = tensor(CommentHistoryComments, [Size, Lc, K]),
+        CommentHistoryComments = CommentBags.FromArrays(CommentHistoryComments, CommentHistoryOffsets),
         Target = tensor(Target, [Size]),
     };
 
@@ -48,16 +49,12 @@ public sealed class HostBatch
 /// <summary>
 /// Turns an <see cref="ExampleSet"/> into batches (SrBatch docs): histories truncated to the most recent
 /// <c>MaxPosition</c> entries, left-aligned and 0-padded at the end; each history video shown with one popular
-/// comment (training: uniformly one of its first 3; evaluation: the first; none → 0); comment entries carry their
-/// interacted comments (at most <see cref="MaxEntryComments"/>, the last ones of the entry's list kept). Training batches also get their
+/// comment (training: uniformly one of its first 3; evaluation: the first; none → 0); comment entries carry all their
+/// interacted comments (MODEL.md §2.3: the model averages them, as the reference collator does, with no cap). Training batches also get their
 /// candidates: CommRank 1 positive + negatives, Rec k sampled negatives when <c>negatives</c> is set.
 /// </summary>
 public sealed class BatchSource
 {
-    /// <summary>Cap on comments per comment-history entry: the model averages them, so a handful carry the signal and
-    /// the cap bounds the [B, Lc, K] tensor on real data where an entry can hold hundreds.</summary>
-    public const int MaxEntryComments = 16;
-
     private readonly Catalog _catalog;
     private readonly ExampleSet _set;
     private readonly bool _training;
@@ -89,7 +86,7 @@ public sealed class BatchSource
     /// <summary>Assembles the batch of <paramref name="examples"/>; <paramref name="rng"/> drives the training-time draws.</summary>
     public HostBatch Assemble(ReadOnlySpan<int> examples, Random rng)
     {
-        int b = examples.Length, lp = 1, lc = 1, k = 1;
+        int b = examples.Length, lp = 1, lc = 1, comments = 0;
         foreach (int i in examples)
         {
             lp = Math.Max(lp, Math.Min(_maxPosition, _set.PhotoHistoryOf(i).Length));
@@ -97,15 +94,17 @@ public sealed class BatchSource
             var (s, e) = _set.CommentEntriesOf(i);
             int first = Math.Max(s, e - _maxPosition);
             lc = Math.Max(lc, e - first);
-            for (int entry = first; entry < e; entry++) k = Math.Max(k, Math.Min(MaxEntryComments, _set.CommentsOfEntry(entry).Length));
+            comments += _set.CommentEntryOffsets[e] - _set.CommentEntryOffsets[first];
         }
         var batch = new HostBatch
         {
-            Examples = examples.ToArray(), Lp = lp, Lc = lc, K = k,
+            Examples = examples.ToArray(), Lp = lp, Lc = lc,
             PhotoHistory = new long[b * lp], PhotoHistoryComment = new long[b * lp],
-            CommentHistoryPhoto = new long[b * lc], CommentHistoryComments = new long[b * lc * k],
+            CommentHistoryPhoto = new long[b * lc], CommentHistoryComments = new long[comments],
+            CommentHistoryOffsets = new long[b * lc + 1],
             Target = new long[b],
         };
+        int written = 0;
         for (int row = 0; row < b; row++)
         {
             int i = examples[row];
@@ -115,20 +114,25 @@ public sealed class BatchSource
             for (int j = 0; j < ph.Length; j++)
             {
                 batch.PhotoHistory[row * lp + j] = ph[j];
-                var comments = _catalog.CommentsOf(ph[j]);
-                batch.PhotoHistoryComment[row * lp + j] = comments.Length == 0 ? 0
-                    : _training ? comments[rng.Next(Math.Min(3, comments.Length))] : comments[0];
+                var videoComments = _catalog.CommentsOf(ph[j]);
+                batch.PhotoHistoryComment[row * lp + j] = videoComments.Length == 0 ? 0
+                    : _training ? videoComments[rng.Next(Math.Min(3, videoComments.Length))] : videoComments[0];
             }
-            if (_dropComments) continue;
-            var (s, e) = _set.CommentEntriesOf(i);
-            int first = Math.Max(s, e - _maxPosition);
-            for (int entry = first; entry < e; entry++)
+            int first = 0, end = 0;
+            if (!_dropComments)
             {
-                int j = entry - first;
-                batch.CommentHistoryPhoto[row * lc + j] = _set.CommentHistoryPhoto[entry];
-                var cs = _set.CommentsOfEntry(entry);
-                cs = cs[Math.Max(0, cs.Length - MaxEntryComments)..];
-                for (int q = 0; q < cs.Length; q++) batch.CommentHistoryComments[(row * lc + j) * k + q] = cs[q];
+                var (s, e) = _set.CommentEntriesOf(i);
+                (first, end) = (Math.Max(s, e - _maxPosition), e);
+            }
+            for (int j = 0; j < lc; j++)
+            {
+                if (first + j < end)
+                {
+                    int entry = first + j;
+                    batch.CommentHistoryPhoto[row * lc + j] = _set.CommentHistoryPhoto[entry];
+                    foreach (var c in _set.CommentsOfEntry(entry)) batch.CommentHistoryComments[written++] = c;
+                }
+                batch.CommentHistoryOffsets[row * lc + j + 1] = written;
             }
         }
         if (_training) AddTrainingCandidates(batch, rng);

@@ -139,20 +139,24 @@ public static class ExperimentRunner
         return report;
     }
 
-    private sealed record StoredMetrics(int BestEpoch, int EpochsRun, string EvalFingerprint, List<EvalResult> Results);
+    /// <param name="Key">SHA-256 over what the evaluation reads: the best checkpoint's files, the dataset, both embedding
+    /// tables, and the evaluation settings.</param>
+    private sealed record StoredMetrics(int BestEpoch, int EpochsRun, string Key, List<EvalResult> Results);
 
-    /// <summary>Test metrics of the best checkpoint, reused when they were computed for the same checkpoint and settings.</summary>
+    /// <summary>Test metrics of the best checkpoint, reused when they were computed from the same contents (checkpoint,
+    /// dataset, embeddings) and settings.</summary>
     private static List<EvalResult> TestMetrics(LsvcrDataset data, FloatMatrix photoEmbs, FloatMatrix commentEmbs, TaskKind task, string variant,
         string runDir, TrainResult trained, EvalOptions evaluation, IProgress<JobProgress>? progress, CancellationToken ct)
     {
         var path = Path.Combine(runDir, TestMetricsFile);
-        string fingerprint = JsonSerializer.Serialize(evaluation);
+        string fingerprint = ContentHash.Of(ContentHash.OfPath(ModelStore.Locate(trained.BestDir)), data.ContentHash(),
+            photoEmbs.ContentHash(), commentEmbs.ContentHash(), JsonSerializer.Serialize(evaluation), Protocols.TaskName(task), variant);
         if (File.Exists(path))
         {
             try
             {
                 var stored = JsonSerializer.Deserialize<StoredMetrics>(File.ReadAllText(path));
-                if (stored is not null && stored.BestEpoch == trained.BestEpoch && stored.EpochsRun == trained.EpochsRun && stored.EvalFingerprint == fingerprint)
+                if (stored is not null && stored.Key == fingerprint)
                     return stored.Results;
             }
             catch (JsonException) { }  // unreadable: recompute and overwrite

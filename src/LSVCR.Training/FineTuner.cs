@@ -55,10 +55,12 @@ public sealed record TrainResult
 /// Stage-2 fine-tuning (MODEL.md §4): AdamW, constant or linear schedule with warmup, validation ndcg@5 every
 /// epoch, early stopping, best and last checkpoints, resumable after a kill.
 /// <para>
-/// Reproducibility: the model is initialised after <c>torch.manual_seed(seed)</c>; every epoch reseeds libtorch and
-/// its own <see cref="Random"/> from (seed, epoch). An epoch therefore depends only on the weights and optimizer state
-/// it starts from, which <c>out/last</c> stores, so a resumed run continues exactly where an uninterrupted one would.
-/// libtorch's generator is process-wide: run one training per process at a time.
+/// Reproducibility: every random number of a run comes from the run's own generators, never libtorch's process-wide
+/// one — the initial weights from a torch generator seeded with the seed, and each epoch's draws (order, history
+/// comments, negatives: a <see cref="Random"/>; dropout masks and id–text negatives: the model's generator) from
+/// both reseeded with (seed, epoch). An epoch therefore depends only on the weights and optimizer state it starts
+/// from, which <c>out/last</c> stores, so a resumed run continues exactly where an uninterrupted one would, and runs
+/// sharing a process (concurrently or interleaved) get the same results as alone.
 /// </para>
 /// </summary>
 public static class FineTuner
@@ -76,6 +78,8 @@ public static class FineTuner
     private sealed record RunState
     {
         public required string Fingerprint { get; init; }
+        /// <summary>SHA-256 over the contents the run reads (dataset, both embedding tables, initial weights).</summary>
+        public string? Inputs { get; init; }
         public int CompletedEpochs { get; init; }
         public long Step { get; init; }
         public int BestEpoch { get; init; }
@@ -102,10 +106,19 @@ public static class FineTuner
             throw new LsvcrException($"{TaskNames.FileName(task, Split.Train)}: no training examples{(task == TaskKind.CommRank ? " with positives" : "")}");
 
         Directory.CreateDirectory(outDir);
-        string fingerprint = Fingerprint(task, variant, config, options, data);
+        string fingerprint = Fingerprint(task, variant, config, options);
+        string inputs = InputsHash(data, photoEmbs, commentEmbs, options.Init);
         var state = ReadState(outDir, fingerprint);
+        if (state is not null && state.Inputs != inputs)
+        {
+            // The stored run trained on other contents: it says nothing about this one, so it starts over.
+            progress?.Report(new($"train {Protocols.TaskName(task)} {variant}", 0, options.Epochs,
+                "inputs changed since the stored run (dataset, embeddings or initial weights): training from scratch"));
+            StartOver(outDir);
+            state = null;
+        }
         int resumedAfter = state?.CompletedEpochs ?? 0;
-        state ??= new RunState { Fingerprint = fingerprint };
+        state ??= new RunState { Fingerprint = fingerprint, Inputs = inputs };
         string name = $"{Protocols.TaskName(task)} {variant}";
 
         if (state.StoppedEarly || state.CompletedEpochs >= options.Epochs)
@@ -115,8 +128,8 @@ public static class FineTuner
         }
 
         // Thread count, allocator and OpenMP policy are process-wide: the host sets them (Modeling.Cpu.CpuHost).
-        torch.manual_seed(options.Seed);
-        using var model = ModelStore.Create(config, photoEmbs, commentEmbs, options.CpuKernels);
+        using var generator = new Generator(unchecked((ulong)options.Seed));
+        using var model = ModelStore.Create(config, photoEmbs, commentEmbs, options.CpuKernels, generator);
         if (options.Init is not null && state.CompletedEpochs == 0)
         {
             var report = ModelStore.LoadWeights(model, Directory.Exists(options.Init) ? ModelStore.Locate(options.Init) : options.Init, exact: false);
@@ -142,7 +155,7 @@ public static class FineTuner
         {
             ct.ThrowIfCancellationRequested();
             int epochSeed = Mix(options.Seed, epoch);
-            torch.manual_seed(epochSeed);
+            generator.manual_seed(epochSeed);
             var rng = new Random(epochSeed);
             model.train();
             double lossSum = 0, taskSum = 0, idTextSum = 0, lr = 0;
@@ -168,7 +181,7 @@ public static class FineTuner
                 steps++;
                 samples += batch.Size;
                 if (!double.IsFinite(lossSum))
-                    throw new LsvcrException($"training diverged at epoch {epoch}, step {steps}: loss is {lossSum} (lower --lr?)");
+                    throw new LsvcrException($"training diverged at epoch {epoch}, step {steps}: loss is {lossSum} (a lower learning rate?)");
                 progress?.Report(new(stage, samples, source.TrainableExamples.Length,
                     $"loss {lossSum / steps:F4}, {samples / Math.Max(1e-9, clock.Elapsed.TotalSeconds):F0} samples/s"));
             }
@@ -228,13 +241,29 @@ public static class FineTuner
         BestValNdcg5 = s.BestMetric, StoppedEarly = s.StoppedEarly, ResumedAfterEpoch = resumedAfter, History = s.History,
     };
 
-    /// <summary>Everything that changes the trajectory except the epoch budget (more epochs may be asked for on rerun).</summary>
-    private static string Fingerprint(TaskKind task, string variant, RecComConfig config, TrainOptions o, LsvcrDataset data) =>
+    /// <summary>The settings that change the trajectory except the epoch budget (more epochs may be asked for on rerun);
+    /// what the run reads is keyed by content in <see cref="InputsHash"/> (the initial weights by their bytes, not
+    /// their path).</summary>
+    private static string Fingerprint(TaskKind task, string variant, RecComConfig config, TrainOptions o) =>
         JsonSerializer.Serialize(new
         {
             task = Protocols.TaskName(task), variant, config, o.BatchSize, o.Lr, o.WeightDecay, o.AdamBeta1, o.AdamBeta2, o.AdamEps, o.Schedule, o.Warmup, o.Patience,
-            o.IdTextWeight, o.Negatives, o.Seed, o.Init, o.Shards, train = data[task, Split.Train].Count, val = data[task, Split.Val].Count,
+            o.IdTextWeight, o.Negatives, o.Seed, init = o.Init is not null, o.Shards,
         });
+
+    /// <summary>SHA-256 over the contents a run reads: the whole dataset, both text-embedding tables and the initial
+    /// weights (the checkpoint folder's files or the state-dict file).</summary>
+    internal static string InputsHash(LsvcrDataset data, FloatMatrix photoEmbs, FloatMatrix commentEmbs, string? init) =>
+        ContentHash.Of(data.ContentHash(), photoEmbs.ContentHash(), commentEmbs.ContentHash(),
+            init is null ? "no init" : ContentHash.OfPath(Directory.Exists(init) ? ModelStore.Locate(init) : init));
+
+    /// <summary>Removes a stored run (checkpoints, resume state, history) before training afresh into its folder.</summary>
+    private static void StartOver(string outDir)
+    {
+        foreach (var dir in new[] { LastDir, LastDir + ".old", BestDir, BestDir + ".old" }.Select(d => Path.Combine(outDir, d)))
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        File.Delete(Path.Combine(outDir, HistoryFile));
+    }
 
     private static RunState? ReadState(string outDir, string fingerprint)
     {
@@ -253,7 +282,7 @@ public static class FineTuner
         }
         if (state.Fingerprint != fingerprint)
             throw new LsvcrException($"{outDir} holds a run with different settings ({Differences(state.Fingerprint, fingerprint)}); " +
-                                     "use another --out or delete it to start over");
+                                     "use another output folder or delete it to start over");
         if (last.EndsWith(".old", StringComparison.Ordinal)) ModelStore.Replace(last, Path.Combine(outDir, LastDir));
         return state;
     }

@@ -103,17 +103,21 @@ public static class ModelStore
             throw new LsvcrException(
                 $"{dir}: the model was trained for {config.PhotoCount} videos / {config.CommentCount} comments with {config.TextDim}-d texts, " +
                 $"but the embeddings hold {photoEmbs.Rows}×{photoEmbs.Cols} / {commentEmbs.Rows}×{commentEmbs.Cols}");
-        var model = Create(config, photoEmbs, commentEmbs, cpuKernels);
+        // The initial weights are overwritten: drawn from a throwaway generator, not the process-wide one.
+        using var scratch = new Generator(0);
+        var model = Create(config, photoEmbs, commentEmbs, cpuKernels, scratch);
+        model.Generator = null;
         LoadWeights(model, dir, exact: true);
         return (model, info);
     }
 
     /// <summary>A float32 CPU model; <paramref name="cpuKernels"/> false = the plain modules (see <see cref="ModelBackend.Select"/>).</summary>
-    internal static RecCom Create(RecComConfig config, FloatMatrix photoEmbs, FloatMatrix commentEmbs, bool cpuKernels = true)
+    /// <param name="generator">The run's generator (initial weights, then the training draws: <see cref="RecCom.Generator"/>).</param>
+    internal static RecCom Create(RecComConfig config, FloatMatrix photoEmbs, FloatMatrix commentEmbs, bool cpuKernels, Generator generator)
     {
         using var p = tensor(photoEmbs.Data, [photoEmbs.Rows, photoEmbs.Cols]);
         using var c = tensor(commentEmbs.Data, [commentEmbs.Rows, commentEmbs.Cols]);
-        return new RecCom(config, p, c, ModelBackend.Select(CPU, ScalarType.Float32, cpuKernels));
+        return new RecCom(config, p, c, ModelBackend.Select(CPU, ScalarType.Float32, cpuKernels), generator);
     }
 
     /// <summary>Loads weights from a checkpoint folder or a reference state-dict file. <paramref name="exact"/>: every

@@ -36,8 +36,8 @@ public static class TrainingBench
         }
         double assembly = assembled / clock.Elapsed.TotalSeconds;
 
-        torch.manual_seed(options.Seed);
-        using var model = ModelStore.Create(config, photoEmbs, commentEmbs, options.CpuKernels);
+        using var generator = new Generator(unchecked((ulong)options.Seed));
+        using var model = ModelStore.Create(config, photoEmbs, commentEmbs, options.CpuKernels, generator);
         using var optimizer = TrainSettings.Optimizer(model.parameters(), options);
         model.train();
         int trained = 0, steps = 0;

@@ -68,4 +68,28 @@ public class PipelineCommandTests
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains("rec.train.json:2", bad.Stdout + bad.Stderr);
     }
+
+    /// <summary>MODEL.md §1.1: a held-out target the user already met in training is a warning (count and first
+    /// lines), exit 0; only <c>--strict</c> fails on it.</summary>
+    [Fact]
+    public async Task Validate_warns_about_repeat_interactions_and_fails_on_them_only_with_strict()
+    {
+        using var dir = new TempDir();
+        Assert.Equal(0, (await Lsvcr.RunAsync("data", "synth", "--out", dir.Path, "--users", "30", "--videos", "64")).ExitCode);
+        using var val = System.Text.Json.JsonDocument.Parse(File.ReadLines(dir["rec.val.json"]).First());
+        var (user, target) = (val.RootElement.GetProperty("user_id").GetRawText(), val.RootElement.GetProperty("target_photo").GetRawText());
+        var train = File.ReadLines(dir["rec.train.json"]).First();
+        using var first = System.Text.Json.JsonDocument.Parse(train);
+        var other = first.RootElement.GetProperty("target_photo").GetRawText();
+        File.AppendAllText(dir["rec.train.json"],
+            $$"""{"user_id": {{user}}, "target_photo": {{other}}, "photo_inter_his": [{{target}}], "comment_inter_his": [[], []]}""" + "\n");
+
+        var lenient = await Lsvcr.RunAsync("data", "validate", dir.Path);
+        Assert.True(lenient.ExitCode == 0, lenient.Stdout + lenient.Stderr);
+        Assert.Contains("warning: rec.val.json:1: repeat interaction: target video", lenient.Stdout);
+        Assert.Contains("1 repeat interaction(s) (rec.val.json 1)", lenient.Stdout);
+        var strict = await Lsvcr.RunAsync("data", "validate", dir.Path, "--strict");
+        Assert.Equal(1, strict.ExitCode);
+        Assert.Contains("1 warning(s)", strict.Stdout + strict.Stderr);
+    }
 }

@@ -98,16 +98,16 @@ public class BadInputTests
     }
 
     [Theory]
-    [InlineData("bge", "unknown encoder 'bge': the built-in encoder is 'minilm'; use --model PATH.onnx for others")]
-    [InlineData("minilm:gpu", "unknown encoder 'minilm:gpu': the built-in encoder is 'minilm'; use --model PATH.onnx for others")]
+    [InlineData("bge", "unknown encoder 'bge': the built-in encoder is 'minilm'; give an ONNX model path (ModelPath) for others")]
+    [InlineData("minilm:gpu", "unknown encoder 'minilm:gpu': the built-in encoder is 'minilm'; give an ONNX model path (ModelPath) for others")]
     public void Unknown_encoder(string encoder, string message) => Assert.Equal(message, Fails(new() { Encoder = encoder }));
 
     [Fact]
     public void Bad_option_values()
     {
-        Assert.Equal("--device must be cpu or cuda (got 'tpu')", Fails(new() { Device = "tpu" }));
-        Assert.Equal("--batch must be at least 1 (got 0)", Fails(new() { BatchSize = 0 }));
-        Assert.Equal("--threads must be 0 (all cores) or more (got -1)", Fails(new() { Threads = -1 }));
+        Assert.Equal("Device must be cpu or cuda (got 'tpu')", Fails(new() { Device = "tpu" }));
+        Assert.Equal("BatchSize must be at least 1 (got 0)", Fails(new() { BatchSize = 0 }));
+        Assert.Equal("Threads must be 0 (all cores) or more (got -1)", Fails(new() { Threads = -1 }));
     }
 
     [Fact]

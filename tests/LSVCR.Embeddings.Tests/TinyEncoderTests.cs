@@ -149,6 +149,14 @@ public class TinyEncoderTests
         var changed = Catalogs.Make(["cat", "dogs"], [["hello"], []]);
         Assert.NotEqual(EmbeddingJob.DatasetHash(catalog), EmbeddingJob.DatasetHash(changed));
         Assert.False((await EmbeddingJob.RunAsync(changed, outDir, options)).Reused);
+
+        // Keyed by content, not shape: an output file altered after it was written (same shape) is encoded again.
+        var photos = Path.Combine(outDir, EmbeddingManifest.PhotoFile);
+        var good = Npy.Read(photos);
+        var tampered = good with { Data = [.. good.Data.Select(v => -v)] };
+        Npy.Write(photos, tampered);
+        Assert.False((await EmbeddingJob.RunAsync(changed, outDir, options)).Reused);
+        Assert.Equal(good.Data, Npy.Read(photos).Data);
     }
 
     [Fact]

@@ -93,11 +93,9 @@ public sealed class BackendParityTests
     {
         var (p, c) = Tiny.Texts();
         var (plain, cpu) = Twins(Tiny.Config(), p, c, seed: 21);
-        using var batch = Tiny.Batch();
         // Every history non-empty: a fully masked attention row softmaxes scores rounded next to −1e6 (ulp 0.0625),
         // where the written-out formula and the kernels round differently — both valid, not comparable.
-        batch.CommentHistoryPhoto[2, 0] = tensor(2L);
-        batch.CommentHistoryComments[2, 0, 0] = tensor(3L);
+        using var batch = Tiny.Batch(everyHistoryNonEmpty: true);
         using var candidates = task == TaskKind.CommRank ? tensor(new long[,] { { 1, 2, 3 }, { 8, 9, 0 }, { 4, 5, 6 } })
             : sampled ? tensor(new long[,] { { 5, 2, 3 }, { 1, 4, 6 }, { 3, 1, 2 } }) : null;
         using (plain)
@@ -178,10 +176,10 @@ public sealed class DefaultSizeParityTests
         var config = new RecComConfig { PhotoCount = bench.Videos + 1, CommentCount = bench.Videos * bench.CommentsPerVideo + 1 };
         Assert.Equal((64, 2, 2, 1, 256, 256, 0.3, 50), (config.Hidden, config.Heads, config.EncoderLayers, config.MixLayers, config.Inner,
             config.TextDim, config.HiddenDropout, config.MaxPosition));
-        manual_seed(31);
-        using var photoText = randn(config.PhotoCount, config.TextDim);
-        using var commentText = randn(config.CommentCount, config.TextDim);
-        using var batch = TrainStepBench.RandomBatch(bench, config);
+        using var generator = new Generator(31);
+        using var photoText = randn(config.PhotoCount, config.TextDim, generator: generator);
+        using var commentText = randn(config.CommentCount, config.TextDim, generator: generator);
+        using var batch = TrainStepBench.RandomBatch(bench, config, generator);
         var (plain, cpu) = BackendParityTests.Twins(config, photoText, commentText, seed: 32);
         using (plain)
         using (cpu)

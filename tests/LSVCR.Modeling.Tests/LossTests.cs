@@ -325,9 +325,7 @@ public abstract class LossTests
         using var model = Model(Tiny.Config(c => c with { HiddenDropout = 0, AttentionDropout = 0 }));
         // Every history non-empty: a fully masked attention row softmaxes scores rounded next to −1e6 (ulp 0.0625),
         // where the written-out formula and libtorch's kernel round differently — both valid, not comparable.
-        using var batch = Tiny.Batch();
-        batch.CommentHistoryPhoto[2, 0] = tensor(2L);
-        batch.CommentHistoryComments[2, 0, 0] = tensor(3L);
+        using var batch = Tiny.Batch(everyHistoryNonEmpty: true);
         using var candidates = task == TaskKind.CommRank ? tensor(new long[,] { { 1, 2, 3 }, { 8, 9, 0 }, { 4, 5, 6 } }) : null;
         (float Loss, Dictionary<string, Tensor> Grads) Step(bool training)
         {

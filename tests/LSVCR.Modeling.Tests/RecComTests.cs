@@ -109,10 +109,45 @@ public abstract class RecComTests
         using var _ = no_grad();
         var inputs = model.EncodeInputs(batch, titleTable ? model.AdaptedTitles() : null);
         var expectedPhoto = Expected(batch.PhotoHistory, batch.PhotoHistoryComment);
-        var expectedComment = Expected(batch.CommentHistoryPhoto, batch.CommentHistoryComments);
+        var expectedComment = Expected(batch.CommentHistoryPhoto, Tiny.PaddedComments());
         Assert.True(inputs.PhotoText!.allclose(expectedPhoto, rtol: 1e-5, atol: 1e-6), $"video history: {inputs.PhotoText!.sub(expectedPhoto).abs().max().item<float>()}");
         Assert.True(inputs.CommentText!.allclose(expectedComment, rtol: 1e-5, atol: 1e-6), $"comment history: {inputs.CommentText!.sub(expectedComment).abs().max().item<float>()}");
         Assert.True(bias.abs().sum().item<float>() > 0);
+    }
+
+    /// <summary>MODEL.md §2.3: a comment-history entry's text is the mean of all its comments (the reference collator
+    /// has no cap). An entry with 40 comments, by hand against the float32 model (the CPU gather-mean kernel) and the
+    /// same model in float64 (the plain libtorch mean).</summary>
+    [Fact]
+    public void A_comment_entry_with_forty_comments_is_averaged_over_all_of_them()
+    {
+        var (photoText, commentText) = Tiny.Texts();
+        using var model = Tiny.Model();
+        long[] many = [.. Enumerable.Range(0, 40).Select(i => 1L + i * 7 % (Tiny.Comments - 1))];
+        SrBatch Batch() => new()
+        {
+            PhotoHistory = tensor(new long[,] { { 1, 2 } }), PhotoHistoryComment = tensor(new long[,] { { 1, 0 } }),
+            CommentHistoryPhoto = tensor(new long[,] { { 3, 4 } }),
+            CommentHistoryComments = CommentBags.FromArrays([.. many, 5], [0, 40, 41]),
+            Target = tensor(new long[] { 2 }),
+        };
+        var sd = model.state_dict();
+        var (adapter, merge, bias) = (sd["llm_adapter.weight"].to(ScalarType.Float64), sd["pc_merge.weight"].to(ScalarType.Float64), sd["pc_merge.bias"].to(ScalarType.Float64));
+        var mean = new double[Tiny.TextDim];
+        foreach (var c in many)
+            for (var j = 0; j < Tiny.TextDim; j++) mean[j] += commentText[c, j].item<float>() / 40.0;
+        var title = photoText[3].to(ScalarType.Float64).matmul(adapter.t());
+        var expected = cat([title, tensor(mean).matmul(adapter.t())]).matmul(merge.t()).add(bias);
+
+        using var _ = no_grad();
+        using var batch = Batch();
+        var kernel = model.EncodeInputs(batch, null).CommentText!;
+        Assert.True(kernel[0, 0].to(ScalarType.Float64).allclose(expected, 1e-5, 1e-6), $"{kernel[0, 0].to(ScalarType.Float64).sub(expected).abs().max().item<double>()}");
+        model.to(ScalarType.Float64);
+        using var batch64 = Batch();
+        var plain = model.EncodeInputs(batch64, null).CommentText!;
+        Assert.True(plain[0, 0].allclose(expected, 1e-9, 1e-9), $"{plain[0, 0].sub(expected).abs().max().item<double>()}");
+        Assert.True(plain.to(ScalarType.Float32).allclose(kernel, 1e-5, 1e-6));
     }
 
     [Fact]
@@ -275,7 +310,7 @@ public abstract class RecComTests
         using var batch = new SrBatch
         {
             PhotoHistory = ones(1, 6, dtype: ScalarType.Int64), PhotoHistoryComment = zeros(1, 6, dtype: ScalarType.Int64),
-            CommentHistoryPhoto = zeros(1, 1, dtype: ScalarType.Int64), CommentHistoryComments = zeros(1, 1, 1, dtype: ScalarType.Int64),
+            CommentHistoryPhoto = zeros(1, 1, dtype: ScalarType.Int64), CommentHistoryComments = CommentBags.Empty(1),
             Target = ones(1, dtype: ScalarType.Int64),
         };
         var e = Assert.Throws<ArgumentException>(() => model.Encode(batch, TaskKind.Rec));

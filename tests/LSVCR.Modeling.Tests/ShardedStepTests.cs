@@ -29,7 +29,7 @@ public abstract class ShardedStepTests
             PhotoHistory = photos,
             PhotoHistoryComment = randint(0, Tiny.Comments, [n, 4], generator: g).mul(photos.ne(0)),
             CommentHistoryPhoto = commentPhotos,
-            CommentHistoryComments = comments,
+            CommentHistoryComments = CommentBags.FromPadded(comments),
             Target = randint(1, Tiny.Photos, [n], generator: g),
         };
     }
@@ -49,7 +49,7 @@ public abstract class ShardedStepTests
         try
         {
             manual_seed(seed);
-            model.Generator = new Generator(11);
+            model.Generator = new Generator((ulong)seed + 6); // the step's draws: dropout seeds and id–text negatives
             model.zero_grad();
             var losses = SrLoss.Backward(model, batch, task, candidates, idText, shards);
             return (losses, model.named_parameters().Where(p => p.parameter.grad is not null)

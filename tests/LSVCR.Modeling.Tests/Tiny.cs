@@ -32,18 +32,32 @@ internal static class Tiny
         return new RecCom(config, p, c, backend);
     }
 
-    /// <summary>3 users; user 2 has an empty comment history (all pad).</summary>
-    public static SrBatch Batch() => new()
+    /// <summary>3 users; user 2 has an empty comment history (all pad) unless <paramref name="everyHistoryNonEmpty"/>
+    /// gives it one entry (video 2, comment 3).</summary>
+    public static SrBatch Batch(bool everyHistoryNonEmpty = false)
     {
-        PhotoHistory = tensor(new long[,] { { 1, 2, 3, 4 }, { 5, 6, 0, 0 }, { 2, 0, 0, 0 } }),
-        PhotoHistoryComment = tensor(new long[,] { { 1, 0, 3, 4 }, { 5, 6, 0, 0 }, { 7, 0, 0, 0 } }),
-        CommentHistoryPhoto = tensor(new long[,] { { 1, 3, 0 }, { 6, 5, 4 }, { 0, 0, 0 } }),
-        CommentHistoryComments = tensor(new long[,,]
+        var photos = tensor(new long[,] { { 1, 3, 0 }, { 6, 5, 4 }, { 0, 0, 0 } });
+        var comments = PaddedComments();
+        if (everyHistoryNonEmpty)
         {
-            { { 1, 2 }, { 3, 0 }, { 0, 0 } },
-            { { 8, 0 }, { 9, 10 }, { 11, 0 } },
-            { { 0, 0 }, { 0, 0 }, { 0, 0 } },
-        }),
-        Target = tensor(new long[] { 5, 1, 3 }),
-    };
+            photos[2, 0] = tensor(2L);
+            comments[2, 0, 0] = tensor(3L);
+        }
+        return new()
+        {
+            PhotoHistory = tensor(new long[,] { { 1, 2, 3, 4 }, { 5, 6, 0, 0 }, { 2, 0, 0, 0 } }),
+            PhotoHistoryComment = tensor(new long[,] { { 1, 0, 3, 4 }, { 5, 6, 0, 0 }, { 7, 0, 0, 0 } }),
+            CommentHistoryPhoto = photos,
+            CommentHistoryComments = CommentBags.FromPadded(comments),
+            Target = tensor(new long[] { 5, 1, 3 }),
+        };
+    }
+
+    /// <summary>The comments of <see cref="Batch"/>'s comment-history entries as a 0-padded [3, 3, 2] tensor.</summary>
+    public static Tensor PaddedComments() => tensor(new long[,,]
+    {
+        { { 1, 2 }, { 3, 0 }, { 0, 0 } },
+        { { 8, 0 }, { 9, 10 }, { 11, 0 } },
+        { { 0, 0 }, { 0, 0 }, { 0, 0 } },
+    });
 }

@@ -64,7 +64,7 @@ public sealed class OnnxParityTests(ParityFixture fixture) : IClassFixture<Parit
         return new SrBatch
         {
             PhotoHistory = tensor(ph, [n, lp]), PhotoHistoryComment = tensor(phc, [n, lp]),
-            CommentHistoryPhoto = tensor(ce, [n, lc]), CommentHistoryComments = tensor(cc, [n, lc, k]),
+            CommentHistoryPhoto = tensor(ce, [n, lc]), CommentHistoryComments = CommentBags.FromPadded(tensor(cc, [n, lc, k])),
             Target = tensor(targets.Select(t => (long)t).ToArray(), [n]),
         };
     }

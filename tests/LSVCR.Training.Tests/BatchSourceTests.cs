@@ -10,13 +10,14 @@ public class BatchSourceTests
         var data = Tiny.Dataset();
         var source = new BatchSource(data.Catalog, data[TaskKind.Rec, Split.Test], training: false);
         var b = source.Assemble([0, 1], new Random(0));
-        Assert.Equal((2, 2, 2, 2), (b.Size, b.Lp, b.Lc, b.K));
+        Assert.Equal((2, 2, 2), (b.Size, b.Lp, b.Lc));
         Assert.Equal([1L, 3, 4, 0], b.PhotoHistory);
         // v1's most popular comment is 1, v3 has none (0), v4's is 6; padding stays 0.
         Assert.Equal([1L, 0, 6, 0], b.PhotoHistoryComment);
         Assert.Equal([1L, 4, 0, 0], b.CommentHistoryPhoto);
-        // [B, Lc, K]: row 0 = entries (v1: 2, 3) and (v4: 6, pad); row 1 has no comment history.
-        Assert.Equal([2L, 3, 6, 0, 0, 0, 0, 0], b.CommentHistoryComments);
+        // Flat with offsets: row 0 = entries (v1: 2, 3) and (v4: 6); row 1 has no comment history (two empty entries).
+        Assert.Equal([2L, 3, 6], b.CommentHistoryComments);
+        Assert.Equal([0L, 2, 3, 3, 3], b.CommentHistoryOffsets);
         Assert.Equal([2L, 3], b.Target);
         Assert.Null(b.Candidates);
     }
@@ -34,6 +35,26 @@ public class BatchSourceTests
         Assert.Equal(history[10..].Select(v => (long)v), b.PhotoHistory);
         Assert.Equal(50, b.Lc);
         Assert.Equal(entries[5..].Select(e => (long)e.Item1), b.CommentHistoryPhoto);
+    }
+
+    /// <summary>MODEL.md §2.3: the model averages all the comments of an entry (the reference collator has no cap), so
+    /// an entry with 40 comments reaches the batch with all 40, in the dataset's order.</summary>
+    [Fact]
+    public void A_comment_entry_keeps_all_its_comments_beyond_sixteen()
+    {
+        var builder = new ExampleSetBuilder(TaskKind.Rec, Split.Test);
+        int[] many = [.. Enumerable.Range(0, 40).Select(i => 1 + i * 5 % 7)];
+        builder.Add("u", 2, [1], [(4, [6]), (1, many)]);
+        builder.Add("v", 3, [2], [(2, [5])]);
+        var source = new BatchSource(Tiny.Catalog(), builder.Build(), training: false);
+        var b = source.Assemble([0, 1], new Random(0));
+        Assert.Equal(2, b.Lc);
+        Assert.Equal([4L, 1, 2, 0], b.CommentHistoryPhoto);
+        Assert.Equal([6L, .. many.Select(c => (long)c), 5], b.CommentHistoryComments);
+        Assert.Equal([0L, 1, 41, 42, 42], b.CommentHistoryOffsets);
+        using var sr = b.ToSrBatch();
+        Assert.Equal(4, sr.CommentHistoryComments.Entries);
+        Assert.Equal(42, sr.CommentHistoryComments.Ids.numel());
     }
 
     [Fact]
@@ -59,9 +80,10 @@ public class BatchSourceTests
         var data = Tiny.Dataset();
         var source = new BatchSource(data.Catalog, data[TaskKind.Rec, Split.Test], training: false, dropComments: true);
         var b = source.Assemble([0, 2], new Random(0));
-        Assert.Equal((1, 1), (b.Lc, b.K));
+        Assert.Equal(1, b.Lc);
         Assert.All(b.CommentHistoryPhoto, x => Assert.Equal(0, x));
-        Assert.All(b.CommentHistoryComments, x => Assert.Equal(0, x));
+        Assert.Empty(b.CommentHistoryComments);
+        Assert.Equal([0L, 0, 0], b.CommentHistoryOffsets);
         Assert.Equal([1L, 3, 3, 4], b.PhotoHistory);   // the video history is untouched
     }
 

@@ -40,6 +40,48 @@ public class FineTunerTests
         Assert.True(straight.History[2].Loss < straight.History[0].Loss, "training should lower the loss");
     }
 
+    /// <summary>§4: every random number of a run comes from its own generators. Two seeded runs trained at the same
+    /// time in one process — while a third thread keeps reseeding and drawing from libtorch's global generator — give
+    /// bit for bit the losses and validation metrics each gives alone.</summary>
+    [Fact]
+    public async Task Two_runs_interleaved_in_one_process_give_the_results_each_gives_alone()
+    {
+        using var dir = new TestDir();
+        var (optionsA, optionsB) = (Options with { Epochs = 2 }, Options with { Epochs = 2, Seed = 9, Lr = 2e-3 });
+        var soloA = await Train(dir.Sub("solo-a"), optionsA);
+        var soloB = await Train(dir.Sub("solo-b"), optionsB, TaskKind.CommRank);
+
+        using var stop = new CancellationTokenSource();
+        var draws = 0;
+        var noise = Task.Factory.StartNew(() =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                TorchSharp.torch.manual_seed(draws++);
+                using var x = TorchSharp.torch.rand(64);
+            }
+        }, TaskCreationOptions.LongRunning);
+        var (a, b) = (Train(dir.Sub("a"), optionsA), Train(dir.Sub("b"), optionsB, TaskKind.CommRank));
+        var both = await Task.WhenAll(a, b);
+        stop.Cancel();
+        await noise;
+
+        Assert.True(draws > 0);
+        foreach (var (solo, together) in new[] { (soloA, both[0]), (soloB, both[1]) })
+        {
+            Assert.Equal(2, together.History.Count);
+            foreach (var (x, y) in solo.History.Zip(together.History))
+            {
+                Assert.Equal(x.Loss, y.Loss);
+                Assert.Equal(x.TaskLoss, y.TaskLoss);
+                Assert.Equal(x.IdTextLoss, y.IdTextLoss);
+                Assert.Equal(x.Validation, y.Validation);
+            }
+            Assert.Equal(solo.BestEpoch, together.BestEpoch);
+        }
+        Assert.NotEqual(soloA.History[0].Loss, soloB.History[0].Loss);
+    }
+
     [Fact]
     public async Task Finished_runs_are_not_retrained_and_changed_settings_are_refused()
     {
@@ -55,6 +97,32 @@ public class FineTunerTests
         Assert.Contains("holds a run with different settings (Shards: 2 → 1);", e.Message);
         e = await Assert.ThrowsAsync<LsvcrException>(() => Train(dir.Path, Options with { Epochs = 1, Shards = 0 }));
         Assert.Contains("shards must be at least 1 (got 0)", e.Message);
+    }
+
+    /// <summary>§4: resume decisions are keyed by the contents a run reads. Rerunning a finished run into the same
+    /// folder with other embeddings of the same width (same shapes, same counts) trains again from scratch instead of
+    /// reporting "already finished"; rerunning with the same contents is still reused.</summary>
+    [Fact]
+    public async Task A_finished_run_rerun_with_different_embeddings_of_the_same_width_retrains()
+    {
+        using var dir = new TestDir();
+        var first = await Train(dir.Path, Options with { Epochs = 1 });
+        var other = new FloatMatrix([.. Emb.Photos.Data.Select((v, i) => i % 3 == 0 ? -v : v)], Emb.Photos.Rows, Emb.Photos.Cols);
+        var stages = new List<JobProgress>();
+        var again = await FineTuner.RunAsync(Data, other, Emb.Comments, TaskKind.Rec, Variants.Full, dir.Path, Options with { Epochs = 1 },
+            progress: new SyncProgress(stages.Add));
+        Assert.Equal(0, again.ResumedAfterEpoch);
+        Assert.DoesNotContain(stages, p => p.Detail == "already finished");
+        Assert.Contains(stages, p => p.Detail?.Contains("inputs changed", StringComparison.Ordinal) == true);
+        Assert.Contains(stages, p => p.Stage.Contains("epoch 1/1", StringComparison.Ordinal));
+        Assert.NotEqual(first.History[0].Loss, again.History[0].Loss);
+
+        stages.Clear();
+        var reused = await FineTuner.RunAsync(Data, other, Emb.Comments, TaskKind.Rec, Variants.Full, dir.Path, Options with { Epochs = 1 },
+            progress: new SyncProgress(stages.Add));
+        Assert.Equal(1, reused.ResumedAfterEpoch);
+        Assert.Contains(stages, p => p.Detail == "already finished");
+        Assert.Equal(again.History[0].Loss, reused.History[0].Loss);
     }
 
     [Fact]

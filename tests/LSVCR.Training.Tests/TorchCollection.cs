@@ -1,9 +1,9 @@
 namespace LSVCR.Training.Tests;
 
 /// <summary>
-/// Tests that train run one at a time: libtorch's random generator is process-wide, so two trainings in parallel would
-/// interleave their draws and break the reproducibility these tests assert. One intra-op thread as well: the test
-/// machine is small and shared, and oversubscribed OpenMP threads spin instead of working.
+/// Tests that train run one at a time with one intra-op thread: the test machine is small and shared, and
+/// oversubscribed OpenMP threads spin instead of working. (Runs draw from their own generators, so running them
+/// together would not change their results: FineTunerTests checks that on purpose.)
 /// </summary>
 [CollectionDefinition(Name)]
 public sealed class TorchCollection : ICollectionFixture<TorchCollection.Setup>

@@ -27,20 +27,35 @@ public static class DataCommands
     private static Command Validate()
     {
         var dir = DirArgument("Dataset folder in the reference layout (all_photos.pkl, photo.json, rec.train.json, …).");
-        var command = new Command("validate", "Check a reference-layout dataset and list every problem as file:line: message. Exit 0 when valid, 1 otherwise.") { dir };
+        var strict = new Option<bool>("--strict") { Description = "Also fail (exit 1) on warnings: held-out targets the user already met in training (repeat interactions, which real logs contain)." };
+        var command = new Command("validate", "Check a reference-layout dataset and list every problem as file:line: message. Repeat interactions are warnings (counted, first lines shown). Exit 0 when valid, 1 otherwise.") { dir, strict };
         CliAction.Set(command, async (parse, _) =>
         {
             var path = parse.GetValue(dir)!;
             LsvcrDataset data;
+            IReadOnlyList<DatasetProblem> warnings;
             try
             {
-                data = await CliProgress.RunAsync(p => Task.Run(() => ReferenceLayout.Read(path, p)));
+                (data, warnings) = await CliProgress.RunAsync(p => Task.Run(() => ReferenceLayout.ReadWithWarnings(path, p)));
             }
             catch (DatasetValidationException e)
             {
                 foreach (var problem in e.Problems) Console.WriteLine(problem);
                 CliAction.Error($"{e.Problems.Count} problem(s) in {path}");
                 return 1;
+            }
+            if (warnings.Count > 0)
+            {
+                const int shown = 10;
+                foreach (var w in warnings.Take(shown)) Console.WriteLine($"warning: {w}");
+                if (warnings.Count > shown) Console.WriteLine($"warning: … and {warnings.Count - shown} more");
+                var counts = string.Join(", ", warnings.GroupBy(w => w.File).Select(g => $"{g.Key} {g.Count()}"));
+                Console.WriteLine($"{warnings.Count} repeat interaction(s) ({counts}): held-out targets the user already met in training; real logs contain them (MODEL.md §1.1)");
+                if (parse.GetValue(strict))
+                {
+                    CliAction.Error($"{warnings.Count} warning(s) in {path} (--strict)");
+                    return 1;
+                }
             }
             var sets = string.Join(", ", data.Sets.Select(s => $"{TaskNames.FileName(s.Task, s.Split)[..^5]} {s.Count}"));
             AnsiConsole.MarkupLineInterpolated($"[green]valid[/]: {data.Catalog.PhotoCount - 1} videos, {data.Catalog.CommentCount - 1} comments; examples: {sets}");

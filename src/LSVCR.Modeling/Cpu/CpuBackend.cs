@@ -54,6 +54,6 @@ internal sealed class CpuBackend : ModelBackend
             ? IdTextKernel.Loss(id, text, index, owner, k1, k2, positions, temperature)
             : base.IdTextBand(id, text, index, owner, k1, k2, positions, temperature);
 
-    internal override Tensor RowMean(Tensor table, Tensor ids) =>
-        Reads(table) ? GatherMean.Of(table, ids) : base.RowMean(table, ids);
+    internal override Tensor RowMean(Tensor table, CommentBags bags) =>
+        Reads(table) ? GatherMean.Of(table, bags) : base.RowMean(table, bags);
 }
