@@ -1,3 +1,7 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+
 namespace LSVCR.Contracts;
 
 /// <summary>
@@ -17,16 +21,48 @@ public sealed record PipelineRunOptions
     public bool Align { get; init; }
 }
 
-/// <summary>Stage-2 settings a run may override (MODEL.md §4); null keeps the library default.</summary>
+/// <summary>
+/// Stage-2 settings of a run (MODEL.md §4). Besides <see cref="Variant"/>, every member is a key of the training settings
+/// (<see cref="TrainOptions"/>: the keys of <c>lsvcr train --config run.json</c>, e.g. <c>{"epochs": 1, "dropout": 0.1,
+/// "weight-decay": 0.01}</c>), so a run started over HTTP and one started from the CLI with the same keys mean the same
+/// thing. Keys left out keep the FineTuning host's defaults (its <c>Jobs:FineTuning:Training</c> section, which is where
+/// threads and shards belong). The keys are checked when the run is submitted (<see cref="Resolve"/>).
+/// </summary>
+[JsonConverter(typeof(FineTuneSettingsConverter))]
 public sealed record FineTuneSettings
 {
-    public int? Epochs { get; init; }
-    public int? BatchSize { get; init; }
-    public double? Lr { get; init; }
-    public int? Seed { get; init; }
-    public int? Patience { get; init; }
     /// <summary>Variant of the SR model trained for publication (default <c>full</c>).</summary>
     public string Variant { get; init; } = "full";
+
+    /// <summary>The training-settings keys this run sets, as given (kebab-case, as in a settings file); in JSON they sit
+    /// beside <c>variant</c>.</summary>
+    public JsonObject Training { get; init; } = [];
+
+    /// <summary>Keys a run may not set: the initial weights come from the run's own alignment step.</summary>
+    public static IReadOnlyList<string> ReservedKeys { get; } = ["init"];
+
+    /// <summary><paramref name="defaults"/> with this run's keys applied and validated; a bad key, value or combination
+    /// throws a bad-input <see cref="LsvcrException"/> naming it (under <paramref name="source"/>).</summary>
+    public TrainOptions Resolve(TrainOptions defaults, string source = "options.fineTune")
+    {
+        var (resolved, problems) = TryResolve(defaults, source);
+        if (problems.Count > 0) throw new LsvcrException($"{source}: {string.Join("; ", problems)}");
+        return resolved!;
+    }
+
+    /// <summary>Every problem of these keys over <paramref name="defaults"/>, one message each (empty = valid).</summary>
+    public IReadOnlyList<string> Problems(TrainOptions defaults, string source = "options.fineTune") => TryResolve(defaults, source).Problems;
+
+    private (TrainOptions? Resolved, IReadOnlyList<string> Problems) TryResolve(TrainOptions defaults, string source)
+    {
+        var reserved = Training.Select(p => p.Key).Where(ReservedKeys.Contains)
+            .Select(k => $"\"{k}\" is set by the run itself (the stage-1 alignment output), not by its options").ToList();
+        if (reserved.Count > 0) return (null, reserved);
+        TrainOptions resolved;
+        try { resolved = defaults.With(Training, source); }
+        catch (LsvcrException e) { return (null, [e.Message]); } // an unknown key or a value of the wrong type
+        return (resolved, resolved.Validate());
+    }
 }
 
 /// <summary>
@@ -34,3 +70,39 @@ public sealed record FineTuneSettings
 /// (ndcg@10 ratio) unless <see cref="Enabled"/> is false (e.g. for tiny test data, where nothing is learnt).
 /// </summary>
 public sealed record QualityGate(bool Enabled = true, double MinLift = 1.0, string Metric = "ndcg@10");
+
+/// <summary>
+/// Reads and writes <see cref="FineTuneSettings"/> as one flat object (<c>variant</c> beside the settings keys). Written
+/// by hand rather than with <c>[JsonExtensionData]</c>: MassTransit's serializer options carry their own dictionary
+/// converter, which writes extension data as a nested object without a name (invalid JSON) on the bus.
+/// </summary>
+public sealed class FineTuneSettingsConverter : JsonConverter<FineTuneSettings>
+{
+    public override FineTuneSettings Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        if (JsonNode.Parse(ref reader) is not JsonObject obj)
+            throw new JsonException("fineTune must be an object of training settings, like {\"epochs\": 1, \"dropout\": 0.1}");
+        var variant = "full";
+        var training = new JsonObject();
+        foreach (var (key, value) in obj.ToList())
+        {
+            if (string.Equals(key, "variant", StringComparison.OrdinalIgnoreCase))
+                variant = value is JsonValue v && v.TryGetValue<string>(out var name) ? name : throw new JsonException("fineTune.variant must be a string");
+            else training[key] = value?.DeepClone();
+        }
+        return new FineTuneSettings { Variant = variant, Training = training };
+    }
+
+    public override void Write(Utf8JsonWriter writer, FineTuneSettings value, JsonSerializerOptions options)
+    {
+        writer.WriteStartObject();
+        writer.WriteString("variant", value.Variant);
+        foreach (var (key, node) in value.Training)
+        {
+            writer.WritePropertyName(key);
+            if (node is null) writer.WriteNullValue();
+            else node.WriteTo(writer);
+        }
+        writer.WriteEndObject();
+    }
+}

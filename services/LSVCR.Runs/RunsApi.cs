@@ -3,6 +3,7 @@ using LSVCR.Data;
 using LSVCR.Orchestration.Runs;
 using LSVCR.Orchestration.Sagas;
 using LSVCR.Steps;
+using LSVCR.Training;
 using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
 
@@ -103,7 +104,11 @@ public static class RunsApi
         if (body.Options is { } o)
         {
             if (o.Tasks.Count == 0) errors["options.tasks"] = ["name at least one task"];
-            if (o.FineTune.Epochs is < 1) errors["options.fineTune.epochs"] = [$"must be at least 1 (got {o.FineTune.Epochs})"];
+            // The same settings type and checks as `lsvcr train --config` (the library defaults; the FineTuning host
+            // applies the keys over its own configured defaults and checks again).
+            if (o.FineTune.Problems(new TrainOptions()) is { Count: > 0 } problems) errors["options.fineTune"] = [.. problems];
+            if (!Variants.All.Contains(o.FineTune.Variant) || !Variants.IsTrained(o.FineTune.Variant))
+                errors["options.fineTune.variant"] = [$"'{o.FineTune.Variant}' is not a trained variant ({string.Join(", ", Variants.All.Where(Variants.IsTrained))})"];
             if (o.EmbeddingChunkSize < 1) errors["options.embeddingChunkSize"] = [$"must be at least 1 (got {o.EmbeddingChunkSize})"];
             if (o.Align) errors["options.align"] = ["stage-1 alignment is not available in this build"];
         }

@@ -54,19 +54,12 @@ public sealed class FineTuneConsumer(FineTuningJobService job, IOptions<FineTuni
     {
         var m = context.Message;
         var settings = m.Options.FineTune;
-        var defaults = options.Value.Training; // the host's settings (threads, shards); the run overrides the rest
+        var defaults = options.Value.Training; // the host's settings (threads, shards); the run's keys override the rest
         var request = new FineTuningJobRequest(m.Dataset.Files, m.Embeddings, m.Task, RunSets.Model(m.RunId, m.Task))
         {
             Variant = settings.Variant,
             Init = m.Alignment,
-            Training = defaults with
-            {
-                Epochs = settings.Epochs ?? defaults.Epochs,
-                BatchSize = settings.BatchSize ?? defaults.BatchSize,
-                Lr = settings.Lr ?? defaults.Lr,
-                Seed = settings.Seed ?? defaults.Seed,
-                Patience = settings.Patience ?? defaults.Patience,
-            },
+            Training = settings.Resolve(defaults),
         };
         var result = await job.RunAsync(request, ct: context.CancellationToken);
         await context.Publish(new FineTuningCompleted(m.RunId, m.StepKey, m.Task, result.Job.Output));

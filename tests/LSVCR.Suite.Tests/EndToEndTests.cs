@@ -25,7 +25,9 @@ public sealed class EndToEndTests(SuiteFixture suite)
         var started = await suite.Api.PostAsJsonAsync("/v1/runs", new
         {
             datasetId,
-            options = new { fineTune = new { epochs = 1 }, gate = new { enabled = false } },
+            // The fine-tuning keys are those of `lsvcr train --config` (TrainOptions); the shape must reach the checkpoint.
+            options = new { fineTune = new JsonObject { ["epochs"] = 1, ["hidden"] = 32, ["heads"] = 4, ["weight-decay"] = 0.0 },
+                gate = new { enabled = false } },
         });
         Assert.Equal(HttpStatusCode.Accepted, started.StatusCode);
         var runId = (await started.Content.ReadFromJsonAsync<JsonObject>())!["runId"]!.GetValue<string>();
@@ -47,6 +49,7 @@ public sealed class EndToEndTests(SuiteFixture suite)
         var embeddings = await suite.Store.OpenAsync(manifest["embeddings"].Deserialize<ArtifactSetReference>(Json)!);
         var (photos, comments) = TextEmbeddings.Load(embeddings.Directory, data.Catalog);
         var (model, info) = ModelStore.Load((await suite.Store.OpenAsync(rec)).Directory, photos, comments);
+        Assert.Equal((32, 4), (info.Config.Hidden, info.Config.Heads));
         EvalResult scored;
         using (model)
             scored = Evaluator.Evaluate(new ModelScorer(model), data, TaskKind.Rec, Split.Test, Protocols.For(TaskKind.Rec)[0], new EvalOptions(),
@@ -104,6 +107,26 @@ public sealed class EndToEndTests(SuiteFixture suite)
         Assert.Equal(HttpStatusCode.BadRequest, empty.StatusCode);
         Assert.Contains("datasetId", await empty.Content.ReadAsStringAsync());
         Assert.Equal(HttpStatusCode.NotFound, (await suite.Api.GetAsync($"/v1/runs/{Guid.NewGuid()}")).StatusCode);
+        // Training settings are checked at submission with the CLI's messages, each problem by its key.
+        var badSettings = await suite.Api.PostAsJsonAsync("/v1/runs", new
+        {
+            synthetic = new { users = 40, videos = 64, seed = 7 },
+            options = new { fineTune = new JsonObject { ["hidden"] = 30, ["heads"] = 4, ["hiden"] = 1 } },
+        });
+        var badBody = await badSettings.Content.ReadAsStringAsync();
+        Assert.True(badSettings.StatusCode == HttpStatusCode.BadRequest, $"{badSettings.StatusCode}: {badBody}");
+        var problem = Assert.Single(JsonNode.Parse(badBody)!["errors"]!["options.fineTune"]!.AsArray())!.GetValue<string>();
+        Assert.StartsWith("options.fineTune: unknown key \"hiden\"", problem);
+        var badShape = await suite.Api.PostAsJsonAsync("/v1/runs", new
+        {
+            synthetic = new { users = 40, videos = 64, seed = 7 },
+            options = new { fineTune = new JsonObject { ["hidden"] = 30, ["heads"] = 4, ["variant"] = "popularity" } },
+        });
+        var shapeBody = await badShape.Content.ReadAsStringAsync();
+        Assert.True(badShape.StatusCode == HttpStatusCode.BadRequest, $"{badShape.StatusCode}: {shapeBody}");
+        var errors = JsonNode.Parse(shapeBody)!["errors"]!;
+        Assert.Equal("hidden (30) must be divisible by heads (4)", Assert.Single(errors["options.fineTune"]!.AsArray())!.GetValue<string>());
+        Assert.Contains("'popularity' is not a trained variant", errors["options.fineTune.variant"]![0]!.GetValue<string>());
         var openApi = await suite.Api.GetStringAsync("/openapi/v1.json");
         Assert.Contains("/v1/runs/{id}", openApi);
     }
