@@ -25,6 +25,15 @@ builder.AddProject<Projects.LSVCR_EmbeddingsService>("embeddings")
     .WithReference(bus).WithReference(storage, "artifacts")
     .WaitFor(bus).WaitFor(storage);
 
+// Stage 1 (runs with "align": true): the LLM and the SR model train together; the default settings are the embedded
+// pipeline's bounded CPU sample (docs/alignment.md); AlignmentExamples shrinks it further (tests).
+var alignment = builder.AddProject<Projects.LSVCR_AlignmentService>("alignment")
+    .WithHttpEndpoint().WithHttpHealthCheck("/health")
+    .WithReference(bus).WithReference(storage, "artifacts")
+    .WaitFor(bus).WaitFor(storage);
+if (builder.Configuration["AlignmentExamples"] is { Length: > 0 } examples)
+    alignment.WithEnvironment("Jobs__Alignment__Align__Examples", examples);
+
 // Two instances: Rec and CommRank train at the same time, one task per instance.
 builder.AddProject<Projects.LSVCR_FineTuning>("fine-tuning")
     .WithReplicas(builder.Configuration.GetValue("FineTuningReplicas", 2))

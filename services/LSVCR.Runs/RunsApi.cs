@@ -88,6 +88,8 @@ public static class RunsApi
         return TypedResults.Ok(all.OrderByDescending(r => r.SubmittedAt).Select(RunView.Of).ToList());
     }
 
+    private static readonly string[] ShapeKeys = ["hidden", "heads", "layers", "mix-layers", "inner"];
+
     private static Dictionary<string, string[]> Validate(RunRequest body)
     {
         var errors = new Dictionary<string, string[]>();
@@ -107,10 +109,13 @@ public static class RunsApi
             // The same settings type and checks as `lsvcr train --config` (the library defaults; the FineTuning host
             // applies the keys over its own configured defaults and checks again).
             if (o.FineTune.Problems(new TrainOptions()) is { Count: > 0 } problems) errors["options.fineTune"] = [.. problems];
+            // With stage 1 the SR model's shape is the aligned weights' (as with `lsvcr train --init`): refuse it up front.
+            if (o.Align && o.FineTune.Training.Select(p => p.Key).Where(ShapeKeys.Contains).ToList() is { Count: > 0 } shape)
+                errors["options.fineTune"] = [.. errors.GetValueOrDefault("options.fineTune", []),
+                    $"{string.Join(", ", shape)}: the model shape comes from the stage-1 alignment weights when \"align\" is true"];
             if (!Variants.All.Contains(o.FineTune.Variant) || !Variants.IsTrained(o.FineTune.Variant))
                 errors["options.fineTune.variant"] = [$"'{o.FineTune.Variant}' is not a trained variant ({string.Join(", ", Variants.All.Where(Variants.IsTrained))})"];
             if (o.EmbeddingChunkSize < 1) errors["options.embeddingChunkSize"] = [$"must be at least 1 (got {o.EmbeddingChunkSize})"];
-            if (o.Align) errors["options.align"] = ["stage-1 alignment is not available in this build"];
         }
         return errors;
     }

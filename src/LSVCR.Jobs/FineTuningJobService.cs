@@ -45,7 +45,13 @@ public sealed class FineTuningJobService(IArtifactStore store, IOptions<FineTuni
         var (output, manifest) = await runner.RunAsync(Step, request.OutputSet, ArtifactKind, StepKey(request), async (work, relay, token) =>
         {
             var (data, photos, comments) = await TrainingInputs.LoadAsync(store, request.Dataset, request.Embeddings, relay, token);
-            if (request.Init is { } init) training = training with { Init = (await store.OpenAsync(init, token)).Directory };
+            if (request.Init is { } init)
+            {
+                // A checkpoint set is a model folder; a stage-1 alignment set holds the aligned SR weights as one file.
+                var dir = (await store.OpenAsync(init, token)).Directory;
+                var aligned = Path.Combine(dir, LSVCR.Alignment.AlignTrainer.SrFile);
+                training = training with { Init = File.Exists(aligned) ? aligned : dir };
+            }
             var runDir = Path.Combine(work, "run");
             var result = await TorchGate.RunAsync(Step, () =>
                 FineTuner.RunAsync(data, photos, comments, request.Task, request.Variant, runDir, training, options.Value.Validation, relay, token));

@@ -30,6 +30,14 @@ public sealed class FineTuningJobOptions
     public EvalOptions Validation { get; set; } = new();
 }
 
+/// <summary>Section <c>Jobs:Alignment</c>: stage-1 settings. The default is the embedded pipeline's bounded CPU sample
+/// (<see cref="LSVCR.Alignment.PipelineAlignmentStage.PipelineDefaults"/>); a GPU host sets the reference run's.</summary>
+public sealed class AlignmentJobOptions
+{
+    public const string Section = "Jobs:Alignment";
+    public LSVCR.Alignment.AlignOptions Align { get; set; } = LSVCR.Alignment.PipelineAlignmentStage.PipelineDefaults;
+}
+
 /// <summary>Section <c>Jobs:Evaluation</c>.</summary>
 public sealed class EvaluationJobOptions
 {
@@ -48,7 +56,7 @@ public sealed class ExperimentJobOptions
 /// <summary>Runs the libraries' own checks on bound options, so a host with a bad setting fails at start with the library's message.</summary>
 internal sealed class JobOptionsValidator :
     IValidateOptions<JobsOptions>, IValidateOptions<EmbeddingsJobOptions>, IValidateOptions<FineTuningJobOptions>,
-    IValidateOptions<EvaluationJobOptions>, IValidateOptions<ExperimentJobOptions>
+    IValidateOptions<EvaluationJobOptions>, IValidateOptions<ExperimentJobOptions>, IValidateOptions<AlignmentJobOptions>
 {
     private static ValidateOptionsResult Check(string section, params Action[] checks)
     {
@@ -70,6 +78,8 @@ internal sealed class JobOptionsValidator :
 
     public ValidateOptionsResult Validate(string? name, FineTuningJobOptions o) =>
         Check(FineTuningJobOptions.Section, o.Training.Check, o.Validation.Check, () => NoInitPath(o.Training));
+
+    public ValidateOptionsResult Validate(string? name, AlignmentJobOptions o) => Check(AlignmentJobOptions.Section, o.Align.Validate);
 
     public ValidateOptionsResult Validate(string? name, EvaluationJobOptions o) => Check(EvaluationJobOptions.Section, o.Evaluation.Check);
 

@@ -19,15 +19,19 @@ public static class JobServiceCollectionExtensions
     public static IServiceCollection AddFineTuningJob(this IServiceCollection services, IConfiguration configuration) =>
         services.AddJob<FineTuningJobOptions, FineTuningJobService>(configuration, FineTuningJobOptions.Section);
 
+    public static IServiceCollection AddAlignmentJob(this IServiceCollection services, IConfiguration configuration) =>
+        services.AddJob<AlignmentJobOptions, AlignmentJobService>(configuration, AlignmentJobOptions.Section);
+
     public static IServiceCollection AddEvaluationJob(this IServiceCollection services, IConfiguration configuration) =>
         services.AddJob<EvaluationJobOptions, EvaluationJobService>(configuration, EvaluationJobOptions.Section);
 
     public static IServiceCollection AddExperimentJob(this IServiceCollection services, IConfiguration configuration) =>
         services.AddJob<ExperimentJobOptions, ExperimentJobService>(configuration, ExperimentJobOptions.Section);
 
-    /// <summary>All four jobs (the embedded pipeline, or a host running every step).</summary>
+    /// <summary>Every job (the embedded pipeline, or a host running every step).</summary>
     public static IServiceCollection AddLsvcrJobs(this IServiceCollection services, IConfiguration configuration) =>
-        services.AddEmbeddingsJob(configuration).AddFineTuningJob(configuration).AddEvaluationJob(configuration).AddExperimentJob(configuration);
+        services.AddEmbeddingsJob(configuration).AddAlignmentJob(configuration).AddFineTuningJob(configuration).AddEvaluationJob(configuration)
+            .AddExperimentJob(configuration);
 
     private static IServiceCollection AddJob<TOptions, TJob>(this IServiceCollection services, IConfiguration configuration, string section)
         where TOptions : class where TJob : class

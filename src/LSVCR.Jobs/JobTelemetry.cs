@@ -11,10 +11,11 @@ namespace LSVCR.Jobs;
 /// </summary>
 public sealed class JobTelemetry : IDisposable
 {
-    public const string Embeddings = "LSVCR.Embeddings", FineTuning = "LSVCR.FineTuning", Evaluation = "LSVCR.Evaluation", Experiments = "LSVCR.Experiments";
+    public const string Embeddings = "LSVCR.Embeddings", Alignment = "LSVCR.Alignment", FineTuning = "LSVCR.FineTuning", Evaluation = "LSVCR.Evaluation",
+        Experiments = "LSVCR.Experiments";
 
     /// <summary>Every job kind's source and meter name.</summary>
-    public static readonly IReadOnlyList<string> AllNames = [Embeddings, FineTuning, Evaluation, Experiments];
+    public static readonly IReadOnlyList<string> AllNames = [Embeddings, Alignment, FineTuning, Evaluation, Experiments];
 
     public JobTelemetry(string name, IMeterFactory meters)
     {

@@ -26,6 +26,14 @@ public sealed record FineTuningJobRequest(ArtifactSetReference Dataset, Artifact
     public TrainOptions? Training { get; init; }
 }
 
+/// <summary>Stage-1 alignment of a dataset set into an <c>alignment</c> set (the aligned SR weights, <see cref="Init"/> for
+/// fine-tuning) and an <c>embeddings</c> set at <paramref name="EmbeddingsSet"/> (the items re-encoded by the aligned LLM).</summary>
+public sealed record AlignmentJobRequest(ArtifactSetReference Dataset, string OutputSet, string EmbeddingsSet)
+{
+    /// <summary>Stage-1 settings for this request; null = the configured <see cref="AlignmentJobOptions.Align"/>.</summary>
+    public LSVCR.Alignment.AlignOptions? Align { get; init; }
+}
+
 /// <summary>Evaluate a checkpoint set and the popularity baseline on the test split into a <c>report</c> set (<c>metrics.json</c>).</summary>
 public sealed record EvaluationJobRequest(ArtifactSetReference Dataset, ArtifactSetReference Embeddings, ArtifactSetReference Checkpoint, string OutputSet)
 {
@@ -42,6 +50,8 @@ public sealed record ExperimentJobRequest(ArtifactSetReference Dataset, Artifact
 }
 
 public sealed record EmbeddingsJobResult(JobOutput Job, string Encoder, int Dimension);
+
+public sealed record AlignmentJobResult(JobOutput Job, ArtifactSetReference Embeddings, string Backbone, int Examples, double TrainSeconds);
 
 public sealed record FineTuningJobResult(JobOutput Job, TaskKind Task, string Variant, int EpochsRun, int BestEpoch, double BestValNdcg5);
 

@@ -70,6 +70,8 @@ public sealed class FineTuneConsumer(FineTuningJobService job, IOptions<FineTuni
 public static class RunSets
 {
     public static string Run(Guid runId) => $"runs/{runId:N}";
+    public static string Alignment(Guid runId) => $"{Run(runId)}/alignment";
+    public static string AlignedEmbeddings(Guid runId) => $"{Run(runId)}/alignment-embeddings";
     public static string Model(Guid runId, TaskKind task) => $"{Run(runId)}/{task.FileStem()}";
     public static string Evaluation(Guid runId, TaskKind task) => $"{Run(runId)}/evaluation/{task.FileStem()}";
     public static string Report(Guid runId) => $"{Run(runId)}/report";

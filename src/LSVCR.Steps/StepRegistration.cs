@@ -12,6 +12,9 @@ public static class StepRegistration
     public static IServiceCollection AddEmbeddingSteps(this IServiceCollection services, IConfiguration configuration) =>
         services.AddEmbeddingsJob(configuration).AddIntake();
 
+    public static IServiceCollection AddAlignmentStep(this IServiceCollection services, IConfiguration configuration) =>
+        services.AddAlignmentJob(configuration);
+
     public static IServiceCollection AddFineTuningStep(this IServiceCollection services, IConfiguration configuration) =>
         services.AddFineTuningJob(configuration);
 
@@ -32,6 +35,9 @@ public static class StepRegistration
         bus.AddConsumer<GenerateDatasetConsumer, StepConsumerDefinition<GenerateDatasetConsumer>>();
         bus.AddConsumer<ComputeEmbeddingsConsumer, StepConsumerDefinition<ComputeEmbeddingsConsumer>>();
     }
+
+    public static void AddAlignmentConsumer(this IBusRegistrationConfigurator bus) =>
+        bus.AddConsumer<AlignPreferencesConsumer, StepConsumerDefinition<AlignPreferencesConsumer>>();
 
     public static void AddFineTuningConsumer(this IBusRegistrationConfigurator bus) =>
         bus.AddConsumer<FineTuneConsumer, StepConsumerDefinition<FineTuneConsumer>>();

@@ -25,9 +25,11 @@ public sealed class EndToEndTests(SuiteFixture suite)
         var started = await suite.Api.PostAsJsonAsync("/v1/runs", new
         {
             datasetId,
-            // The fine-tuning keys are those of `lsvcr train --config` (TrainOptions); the shape must reach the checkpoint.
-            options = new { fineTune = new JsonObject { ["epochs"] = 1, ["hidden"] = 32, ["heads"] = 4, ["weight-decay"] = 0.0 },
-                gate = new { enabled = false } },
+            // The fine-tuning keys are those of `lsvcr train --config` (TrainOptions); they must reach the checkpoint.
+            // Stage 1 on a tiny sample (the fixture starts the Alignment service with AlignmentExamples=8).
+            // The shape comes from the aligned SR weights (a conflicting "hidden" would be refused, as with --init).
+            options = new { fineTune = new JsonObject { ["epochs"] = 1, ["dropout"] = 0.1, ["weight-decay"] = 0.0, ["adam-beta2"] = 0.98 },
+                gate = new { enabled = false }, align = true },
         });
         Assert.Equal(HttpStatusCode.Accepted, started.StatusCode);
         var runId = (await started.Content.ReadFromJsonAsync<JsonObject>())!["runId"]!.GetValue<string>();
@@ -36,7 +38,12 @@ public sealed class EndToEndTests(SuiteFixture suite)
         var run = await WaitForEnd(runId, TimeSpan.FromMinutes(15));
         Assert.True(run["state"]!.GetValue<string>() == "Published", $"run ended {run["state"]}: {run["failureReason"]}");
         var steps = run["steps"]!.AsArray().Select(s => (s!["name"]!.GetValue<string>(), s["status"]!.GetValue<string>())).ToList();
-        Assert.Equal([("embeddings", "Completed"), ("fine-tuning-rec", "Completed"), ("fine-tuning-comm_rank", "Completed"), ("evaluation", "Completed")], steps);
+        Assert.Equal([("embeddings", "Completed"), ("alignment", "Completed"), ("fine-tuning-rec", "Completed"), ("fine-tuning-comm_rank", "Completed"),
+            ("evaluation", "Completed")], steps);
+        // Stage 2 read the items as the aligned LLM re-encoded them, and started from the aligned SR weights.
+        var aligned = run["artifacts"]!["alignment"].Deserialize<ArtifactSetReference>(Json)!;
+        Assert.Equal("alignment", (await suite.Store.GetManifestAsync(aligned)).Kind);
+        Assert.Equal($"runs/{Guid.Parse(runId):N}/alignment-embeddings", run["artifacts"]!["embeddings"]!["set"]!.GetValue<string>());
         Assert.Contains(runId, (await suite.Api.GetFromJsonAsync<JsonArray>("/v1/runs"))!.Select(r => r!["runId"]!.GetValue<string>()));
 
         // Download the published model from blob storage and score the test split with it: the same figures as the report.
@@ -49,7 +56,8 @@ public sealed class EndToEndTests(SuiteFixture suite)
         var embeddings = await suite.Store.OpenAsync(manifest["embeddings"].Deserialize<ArtifactSetReference>(Json)!);
         var (photos, comments) = TextEmbeddings.Load(embeddings.Directory, data.Catalog);
         var (model, info) = ModelStore.Load((await suite.Store.OpenAsync(rec)).Directory, photos, comments);
-        Assert.Equal((32, 4), (info.Config.Hidden, info.Config.Heads));
+        Assert.Equal((1, 0.1, 0.0, 0.98), (info.Settings!.Epochs, info.Settings.Dropout, info.Settings.WeightDecay, info.Settings.AdamBeta2));
+        Assert.Equal(0.1, info.Config.HiddenDropout, 12);
         EvalResult scored;
         using (model)
             scored = Evaluator.Evaluate(new ModelScorer(model), data, TaskKind.Rec, Split.Test, Protocols.For(TaskKind.Rec)[0], new EvalOptions(),
@@ -127,6 +135,15 @@ public sealed class EndToEndTests(SuiteFixture suite)
         var errors = JsonNode.Parse(shapeBody)!["errors"]!;
         Assert.Equal("hidden (30) must be divisible by heads (4)", Assert.Single(errors["options.fineTune"]!.AsArray())!.GetValue<string>());
         Assert.Contains("'popularity' is not a trained variant", errors["options.fineTune.variant"]![0]!.GetValue<string>());
+        var shapeWithAlignment = await suite.Api.PostAsJsonAsync("/v1/runs", new
+        {
+            synthetic = new { users = 40, videos = 64, seed = 7 },
+            options = new { align = true, fineTune = new JsonObject { ["hidden"] = 32 } },
+        });
+        var alignBody = await shapeWithAlignment.Content.ReadAsStringAsync();
+        Assert.True(shapeWithAlignment.StatusCode == HttpStatusCode.BadRequest, $"{shapeWithAlignment.StatusCode}: {alignBody}");
+        Assert.StartsWith("hidden: the model shape comes from the stage-1 alignment weights",
+            Assert.Single(JsonNode.Parse(alignBody)!["errors"]!["options.fineTune"]!.AsArray())!.GetValue<string>());
         var openApi = await suite.Api.GetStringAsync("/openapi/v1.json");
         Assert.Contains("/v1/runs/{id}", openApi);
     }

@@ -25,12 +25,12 @@ public sealed class SuiteFixture : IAsyncLifetime
         // The test runs as root: the broker's data folder must be reachable by the rabbitmq user it drops to.
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(localData, (UnixFileMode)0b111_101_101);
         var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.LSVCR_AppHost>(
-            [$"--LocalData={localData}", "--RunsApiPort=0", "--FineTuningReplicas=2"],
+            [$"--LocalData={localData}", "--RunsApiPort=0", "--FineTuningReplicas=2", "--AlignmentExamples=8"],
             (options, _) => options.DisableDashboard = true);
         app = await builder.BuildAsync();
         using var startup = new CancellationTokenSource(TimeSpan.FromMinutes(5));
         await app.StartAsync(startup.Token);
-        foreach (var service in new[] { "runs-api", "embeddings", "evaluation" })
+        foreach (var service in new[] { "runs-api", "embeddings", "alignment", "evaluation" })
             await app.ResourceNotifications.WaitForResourceHealthyAsync(service, startup.Token);
         Api = app.CreateHttpClient("runs-api");
         StorageConnection = await app.GetConnectionStringAsync("storage", startup.Token)
