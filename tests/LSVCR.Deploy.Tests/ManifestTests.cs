@@ -262,7 +262,11 @@ public sealed class ManifestTests
         }
         var version = Regex.Match(File.ReadAllText(Path.Combine(Rendered.RepoRoot, "Directory.Build.props")), "<Version>(.*)</Version>").Groups[1].Value;
         foreach (var name in Services)
-            Assert.Equal($"localhost/lsvcr/{name}:{version}", r.Single<V1Deployment>(name).Spec.Template.Spec.Containers[0].Image);
+            {
+            var container = r.Single<V1Deployment>(name).Spec.Template.Spec.Containers[0];
+            Assert.Equal($"lsvcr/{name}:{version}", container.Image); // what build-images.sh names its archives' images
+            Assert.True(container.ImagePullPolicy is null or "IfNotPresent", $"{name}: images loaded into the nodes must not be pulled");
+        }
     }
 
     [Fact]
