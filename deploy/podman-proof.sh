@@ -40,9 +40,15 @@ cleanup() {
   [ -n "$rabbit_pid" ] && kill "$rabbit_pid" 2>/dev/null || true
   [ -n "$azurite_pid" ] && kill "$azurite_pid" 2>/dev/null || true
   sleep 1
-  if [ "${KEEP:-0}" = 1 ]; then echo "work folder kept: $work"; else "${P[@]}" system reset -f >/dev/null 2>&1 || true; rm -rf "$work"; fi
+  stop_rabbit 2>/dev/null || true
+  if [ "${KEEP:-0}" = 1 ]; then echo "work folder kept: $work"; else
+    "${P[@]}" system reset -f >/dev/null 2>&1 || true
+    grep -o " $work/[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount 2>/dev/null || true
+    rm -rf "$work"
+  fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 services=(runs embeddings fine-tuning evaluation serving)
@@ -78,7 +84,16 @@ start_rabbit() {
   for _ in $(seq 120); do (exec 3<>/dev/tcp/127.0.0.1/$amqp) 2>/dev/null && return 0; sleep 0.5; done
   echo "podman-proof: RabbitMQ did not start (see $work/rabbitmq.log)" >&2; exit 1
 }
-stop_rabbit() { kill -- -"$rabbit_pid" 2>/dev/null || kill "$rabbit_pid"; wait "$rabbit_pid" 2>/dev/null || true; rabbit_pid=; }
+# rabbitmq-server drops to the rabbitmq user through su (a new session): find this node's processes by their data dir.
+rabbit_pids() { for p in $(pgrep -f 'rabbitmq|beam.smp|erl_child_setup' || true); do
+  tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "RABBITMQ_MNESIA_BASE=$work/rabbitmq/mnesia" && echo "$p"; done; }
+stop_rabbit() { # SIGTERM, as a pod deletion does; the node shuts down cleanly and keeps its durable queues
+  [ -n "$rabbit_pid" ] || return 0
+  local pids; pids=$(rabbit_pids); [ -n "$pids" ] && kill $pids 2>/dev/null
+  for _ in $(seq 60); do [ -z "$(rabbit_pids)" ] && break; sleep 0.5; done
+  pids=$(rabbit_pids); [ -n "$pids" ] && kill -9 $pids 2>/dev/null
+  rabbit_pid=
+}
 start_rabbit
 azurite --blobHost 127.0.0.1 --blobPort "$blob" --queueHost 127.0.0.1 --queuePort "$queue" --tableHost 127.0.0.1 \
   --tablePort "$table" --location "$work/azurite" --skipApiVersionCheck --loose > "$work/azurite.log" 2>&1 &
@@ -157,7 +172,12 @@ log "POST $runs/v1/runs $request"
 run_id=$(curl -sf -X POST "$runs/v1/runs" -H 'Content-Type: application/json' -d "$request" | python3 -c 'import json,sys; print(json.load(sys.stdin)["runId"])')
 log "run $run_id"
 killed=false; restarted=false; last=
-state() { curl -sf "$runs/v1/runs/$run_id" > "$work/run.json" && python3 -c 'import json; r=json.load(open("'"$work/run.json"'")); print(r["state"], " ".join(f"{s[\"name\"]}:{s[\"status\"]}" for s in r["steps"]))'; }
+cat > "$work/state.py" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(r["state"], " ".join(s["name"] + ":" + s["status"] for s in r["steps"]))
+EOF
+state() { curl -sf "$runs/v1/runs/$run_id" > "$work/run.json" && python3 "$work/state.py" "$work/run.json"; }
 deadline=$(( $(date +%s) + ${LSVCR_PROOF_TIMEOUT:-900} ))
 while :; do
   now=$(state || echo "unreachable")
@@ -165,18 +185,15 @@ while :; do
   case $now in Published*|Failed*) break ;; esac
   [ "$(date +%s)" -gt "$deadline" ] && { log "timed out"; break; }
   if $faults && ! $killed && [[ $now == FineTuning*Running* ]]; then
-    sleep 3
-    for c in lsvcr-fine-tuning-1 lsvcr-fine-tuning-2; do
-      if "${P[@]}" logs "$c" 2>&1 | grep -qi 'epoch\|train'; then victim=$c; break; fi
-    done
-    victim=${victim:-lsvcr-fine-tuning-1}
+    sleep 5
+    victim=lsvcr-fine-tuning-1 # each instance trains one task (Rec or CommRank) at a time
     log "FAULT: SIGKILL $victim mid-step; a fresh container replaces it (as the Deployment's ReplicaSet would)"
     "${P[@]}" kill -s KILL "$victim" >/dev/null; "${P[@]}" rm -f "$victim" >/dev/null
     run_container "$victim" fine-tuning
     killed=true
   fi
   if $faults && $killed && ! $restarted && [[ $now == FineTuning* ]]; then
-    sleep 2
+    sleep 5
     log "FAULT: restarting the broker"
     stop_rabbit; start_rabbit; restarted=true
     log "broker back on $amqp"
@@ -190,9 +207,9 @@ print(f"run {r['runId']}: {r['state']}  (submitted {r['submittedAt']}, updated {
 for s in r["steps"]:
     print(f"  {s['name']:<24} {s['status']:<10} {s['seconds'] or 0:8.1f} s  {s.get('error') or ''}")
 a = r["artifacts"]
-sets = [v for k, v in a.items() if k != "models" and v] + list((a.get("models") or {}).values())
-files = sum(len(s.get("files", [])) for s in sets if isinstance(s, dict))
-print(f"  artifact sets: {len(sets)}, files listed in their manifests: {files}")
+sets = {k: v for k, v in a.items() if k != "models" and v} | {"model " + k: v for k, v in (a.get("models") or {}).items()}
+for k, v in sets.items(): print(f"  {k:<18} {v['set']:<58} {v['files']:>3} files {v['size']:>9} B  sha256 {v['contentSha256'][:12]}")
+print(f"  artifact sets: {len(sets)}, files in their manifests: {sum(v['files'] for v in sets.values())}")
 if r.get("failureReason"): print("  failure:", r["failedStep"], r["failureReason"])
 EOF
 # Every blob in Azurite, and whether any path was written twice under different names (duplicates) or left without
