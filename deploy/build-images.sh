@@ -37,7 +37,7 @@ selected=()
 for arg in "$@"; do
   case $arg in
     --official) base_image=mcr.microsoft.com/dotnet/aspnet:10.0 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     -*) echo "unknown option $arg (see --help)" >&2; exit 2 ;;
     *) selected+=("$arg") ;;
   esac

@@ -86,12 +86,14 @@ start_rabbit() {
 }
 # rabbitmq-server drops to the rabbitmq user through su (a new session): find this node's processes by their data dir.
 rabbit_pids() { for p in $(pgrep -f 'rabbitmq|beam.smp|erl_child_setup' || true); do
-  tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "RABBITMQ_MNESIA_BASE=$work/rabbitmq/mnesia" && echo "$p"; done; }
+  if { tr '\0' '\n' < "/proc/$p/environ"; } 2>/dev/null | grep -qx "RABBITMQ_MNESIA_BASE=$work/rabbitmq/mnesia"; then echo "$p"; fi; done; }
 stop_rabbit() { # SIGTERM, as a pod deletion does; the node shuts down cleanly and keeps its durable queues
   [ -n "$rabbit_pid" ] || return 0
-  local pids; pids=$(rabbit_pids); [ -n "$pids" ] && kill $pids 2>/dev/null
+  local pids; pids=$(rabbit_pids)
+  if [ -n "$pids" ]; then kill $pids 2>/dev/null || true; fi
   for _ in $(seq 60); do [ -z "$(rabbit_pids)" ] && break; sleep 0.5; done
-  pids=$(rabbit_pids); [ -n "$pids" ] && kill -9 $pids 2>/dev/null
+  pids=$(rabbit_pids)
+  if [ -n "$pids" ]; then kill -9 $pids 2>/dev/null || true; fi
   rabbit_pid=
 }
 start_rabbit
@@ -180,7 +182,7 @@ EOF
 state() { curl -sf "$runs/v1/runs/$run_id" > "$work/run.json" && python3 "$work/state.py" "$work/run.json"; }
 deadline=$(( $(date +%s) + ${LSVCR_PROOF_TIMEOUT:-900} ))
 while :; do
-  now=$(state || echo "unreachable")
+  now=$(state || echo "not visible yet")
   [ "$now" != "$last" ] && log "$now" && last=$now
   case $now in Published*|Failed*) break ;; esac
   [ "$(date +%s)" -gt "$deadline" ] && { log "timed out"; break; }
