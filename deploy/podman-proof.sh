@@ -142,7 +142,7 @@ run_container() { # name deployment [suffix]
   "${P[@]}" run -d --name "$name" --network=host --read-only --tmpfs /tmp:rw,mode=1777,size=64m \
     -v "$scratch:/var/lsvcr" --env-file "$work/$dep.env" -e ASPNETCORE_HTTP_PORTS="${port[$name]}" \
     --stop-timeout "$grace" "${extra[@]}" "$image" >/dev/null
-  containers+=("$name")
+  [[ " ${containers[*]} " == *" $name "* ]] || containers+=("$name")
 }
 wait_url() { # url seconds expected-code
   for _ in $(seq $(( $2 * 2 ))); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = "${3:-200}" ] && return 0; sleep 0.5; done
