@@ -214,16 +214,18 @@ for k, v in sets.items(): print(f"  {k:<18} {v['set']:<58} {v['files']:>3} files
 print(f"  artifact sets: {len(sets)}, files in their manifests: {sum(v['files'] for v in sets.values())}")
 if r.get("failureReason"): print("  failure:", r["failedStep"], r["failureReason"])
 EOF
-# Every blob in Azurite, and whether any path was written twice under different names (duplicates) or left without
-# a manifest (half-written sets).
+# Every blob in Azurite (its database file is complete once Azurite has stopped): one _files/<attempt>/ folder and one
+# _manifest.json per set means no duplicated attempt and nothing half-written.
+sleep 5; kill "$azurite_pid" 2>/dev/null || true; wait "$azurite_pid" 2>/dev/null || true; azurite_pid=
 python3 - "$work/azurite" <<'EOF' || true
 import json, os, sys
 loki = os.path.join(sys.argv[1], "__azurite_db_blob__.json")
 if os.path.exists(loki):
     db = json.load(open(loki))
     blobs = [b["name"] for c in db["collections"] if c["name"] == "$BLOBS_COLLECTION$" for b in c["data"]]
-    manifests = [b for b in blobs if b.endswith("manifest.json")]
-    print(f"  blobs in Azurite: {len(blobs)}, manifests: {len(manifests)}")
+    manifests = [b for b in blobs if b.endswith("/_manifest.json")]
+    attempts = {b.split("/_files/")[0] + "/" + b.split("/_files/")[1].split("/")[0] for b in blobs if "/_files/" in b}
+    print(f"  blobs in Azurite: {len(blobs)}, manifests: {len(manifests)}, attempt folders: {len(attempts)}")
 EOF
 log "peak RSS (MB): $(for c in "${containers[@]}"; do printf '%s=%s ' "${c#lsvcr-}" "$(peak_rss "$c")"; done)"
 log "serving /health: $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port[lsvcr-serving]}/health") (no ModelPublished consumer on this base; bundles are read from BundleRoot)"
