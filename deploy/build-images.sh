@@ -12,7 +12,7 @@
 # With internet access, LSVCR_BASE_IMAGE=mcr.microsoft.com/dotnet/aspnet:10.0 (or --official) skips steps 1-2 and builds
 # on Microsoft's image instead. See docs/deploy.md.
 #
-# Usage: deploy/build-images.sh [--official] [service ...]     services: runs embeddings fine-tuning evaluation serving
+# Usage: deploy/build-images.sh [--official] [service ...]     services: runs embeddings alignment fine-tuning evaluation serving
 # Environment:
 #   LSVCR_BASE_IMAGE      base image to build on (skips the local base); --official sets mcr.microsoft.com/dotnet/aspnet:10.0
 #   LSVCR_IMAGE_REGISTRY  push the service images there (e.g. myregistry.azurecr.io) instead of writing tarballs
@@ -22,10 +22,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-# name | project. Alignment (issue #18) has no service yet: add "alignment|services/LSVCR.Alignment..." here when it lands.
+# name | project
 services=(
   "runs|services/LSVCR.Runs/LSVCR.Runs.csproj"
   "embeddings|services/LSVCR.EmbeddingsService/LSVCR.EmbeddingsService.csproj"
+  "alignment|services/LSVCR.AlignmentService/LSVCR.AlignmentService.csproj"
   "fine-tuning|services/LSVCR.FineTuning/LSVCR.FineTuning.csproj"
   "evaluation|services/LSVCR.Evaluation/LSVCR.Evaluation.csproj"
   "serving|services/LSVCR.Serving.Api/LSVCR.Serving.Api.csproj"

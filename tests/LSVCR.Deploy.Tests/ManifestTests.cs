@@ -12,13 +12,14 @@ public sealed class ManifestTests
     public static readonly TheoryData<string> Overlays = new() { "overlays/local", "overlays/production" };
     public static readonly TheoryData<string> All = new() { "base", "overlays/local", "overlays/production" };
 
-    /// <summary>The services deploy/build-images.sh builds and the base deploys (Alignment joins when issue #18 lands).</summary>
-    private static readonly string[] Services = ["runs", "embeddings", "fine-tuning", "evaluation", "serving"];
+    /// <summary>The services deploy/build-images.sh builds and the base deploys.</summary>
+    private static readonly string[] Services = ["runs", "embeddings", "alignment", "fine-tuning", "evaluation", "serving"];
 
     /// <summary>The queues each worker consumes: MassTransit's kebab-case names of the consumers the services register.</summary>
     private static readonly Dictionary<string, string[]> WorkerQueues = new()
     {
         ["embeddings"] = [Queue<GenerateDatasetConsumer>(), Queue<ComputeEmbeddingsConsumer>()],
+        ["alignment"] = [Queue<AlignPreferencesConsumer>()],
         ["fine-tuning"] = [Queue<FineTuneConsumer>()],
         ["evaluation"] = [Queue<EvaluateConsumer>()],
     };
@@ -58,7 +59,7 @@ public sealed class ManifestTests
         // KEDA is optional: only the production overlay (through components/keda) uses its kinds.
         Assert.DoesNotContain(Rendered.Of("base").Objects, o => o.ApiVersion.Contains("keda.sh"));
         Assert.DoesNotContain(Rendered.Of("overlays/local").Objects, o => o.ApiVersion.Contains("keda.sh"));
-        Assert.Equal(3, Rendered.Of("overlays/production").All<Keda.ScaledObject>().Count());
+        Assert.Equal(WorkerQueues.Count, Rendered.Of("overlays/production").All<Keda.ScaledObject>().Count());
     }
 
     [Theory, MemberData(nameof(All))]
@@ -209,11 +210,14 @@ public sealed class ManifestTests
     [Theory, MemberData(nameof(All))]
     public void Training_workers_get_time_to_finish_a_step_before_they_are_killed(string dir)
     {
-        var pod = Rendered.Of(dir).Single<V1Deployment>("fine-tuning").Spec.Template.Spec;
-        Assert.True(pod.TerminationGracePeriodSeconds >= 3600, $"fine-tuning grace {pod.TerminationGracePeriodSeconds} s");
-        // The host must stop waiting for the step before the kubelet's SIGKILL, so it can close the broker connection.
-        var shutdown = int.Parse(Assert.Single(pod.Containers[0].Env, e => e.Name == "shutdownTimeoutSeconds").Value);
-        Assert.InRange(shutdown, 60, pod.TerminationGracePeriodSeconds!.Value - 60);
+        foreach (var worker in new[] { "alignment", "fine-tuning" })
+        {
+            var pod = Rendered.Of(dir).Single<V1Deployment>(worker).Spec.Template.Spec;
+            Assert.True(pod.TerminationGracePeriodSeconds >= 3600, $"{worker} grace {pod.TerminationGracePeriodSeconds} s");
+            // The host must stop waiting for the step before the kubelet's SIGKILL, so it can close the broker connection.
+            var shutdown = int.Parse(Assert.Single(pod.Containers[0].Env, e => e.Name == "shutdownTimeoutSeconds").Value);
+            Assert.InRange(shutdown, 60, pod.TerminationGracePeriodSeconds!.Value - 60);
+        }
     }
 
     [Fact]
