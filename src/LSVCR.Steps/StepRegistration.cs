@@ -31,6 +31,7 @@ public static class StepRegistration
     {
         bus.AddConsumer<GenerateDatasetConsumer, StepConsumerDefinition<GenerateDatasetConsumer>>();
         bus.AddConsumer<ComputeEmbeddingsConsumer, StepConsumerDefinition<ComputeEmbeddingsConsumer>>();
+        bus.AddConsumer<ComputeEmbeddingChunkConsumer, StepConsumerDefinition<ComputeEmbeddingChunkConsumer>>();
     }
 
     public static void AddFineTuningConsumer(this IBusRegistrationConfigurator bus) =>
