@@ -30,7 +30,8 @@ builder.AddProject<Projects.LSVCR_FineTuning>("fine-tuning")
     .WithReplicas(builder.Configuration.GetValue("FineTuningReplicas", 2))
     .WithHttpEndpoint().WithHttpHealthCheck("/health")
     .WithEnvironment("Jobs__FineTuning__Training__Threads", "1")
-    .WithReference(bus).WithReference(storage, "artifacts")
+    // "runs": the durable job records a long step runs under (docs/distributed.md, "Long steps").
+    .WithReference(bus).WithReference(storage, "artifacts").WithReference(storage, "runs")
     .WaitFor(bus).WaitFor(storage);
 
 builder.AddProject<Projects.LSVCR_Evaluation>("evaluation")

@@ -98,9 +98,9 @@ public sealed class FineTuneConsumer(FineTuningJobService job, IOptions<FineTuni
     protected override string StepName(FineTune m) => StepKeys.FineTuning(m.Task);
     protected override (Guid, string) Identify(FineTune m) => (m.RunId, m.StepKey);
 
-    protected override async Task RunAsync(ConsumeContext<FineTune> context)
+    // Runs durably (DurableSteps): training outlasts the broker's acknowledgement timeout.
+    protected override async Task RunAsync(FineTune m, IPublishEndpoint publish, CancellationToken ct)
     {
-        var m = context.Message;
         var settings = m.Options.FineTune;
         var defaults = options.Value.Training; // the host's settings (threads, shards); the run overrides the rest
         var request = new FineTuningJobRequest(m.Dataset.Files, m.Embeddings, m.Task, RunSets.Model(m.RunId, m.Task))
@@ -116,8 +116,8 @@ public sealed class FineTuneConsumer(FineTuningJobService job, IOptions<FineTuni
                 Patience = settings.Patience ?? defaults.Patience,
             },
         };
-        var result = await job.RunAsync(request, ct: context.CancellationToken);
-        await context.Publish(new FineTuningCompleted(m.RunId, m.StepKey, m.Task, result.Job.Output));
+        var result = await job.RunAsync(request, ct: ct);
+        await publish.Publish(new FineTuningCompleted(m.RunId, m.StepKey, m.Task, result.Job.Output), ct);
     }
 }
 

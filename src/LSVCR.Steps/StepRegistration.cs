@@ -1,3 +1,4 @@
+using LSVCR.Contracts;
 using LSVCR.Jobs;
 using MassTransit;
 using Microsoft.Extensions.Configuration;
@@ -34,8 +35,10 @@ public static class StepRegistration
         bus.AddConsumer<ComputeEmbeddingChunkConsumer, StepConsumerDefinition<ComputeEmbeddingChunkConsumer>>();
     }
 
+    /// <summary>Fine-tuning as a durable step (<see cref="DurableSteps"/>): its message is acknowledged at once and the
+    /// training runs under a job record with a heartbeat, so it may run longer than the broker's consumer timeout.</summary>
     public static void AddFineTuningConsumer(this IBusRegistrationConfigurator bus) =>
-        bus.AddConsumer<FineTuneConsumer, StepConsumerDefinition<FineTuneConsumer>>();
+        bus.AddDurableStep<FineTuneConsumer, FineTune>("fine-tune");
 
     public static void AddEvaluationConsumer(this IBusRegistrationConfigurator bus) =>
         bus.AddConsumer<EvaluateConsumer, StepConsumerDefinition<EvaluateConsumer>>();
