@@ -49,7 +49,7 @@ public sealed class FaultTests(SuiteFixture suite)
 
         var run = await WaitForEnd(runId, TimeSpan.FromMinutes(15));
         var counts = await Count(runId, run, events);
-        Console.WriteLine($"SIGKILL fault: {counts}; run ended {(DateTime.UtcNow - killedAt).TotalSeconds:F0} s after the kill");
+        Console.WriteLine($"SIGKILL fault: {counts}; run ended {(DateTime.UtcNow - killedAt).TotalSeconds:F0} s after the kill; steps {StepTimes(run)}");
         Assert.True(run["state"]!.GetValue<string>() == "Published", $"run ended {run["state"]}: {run["failureReason"]}");
         counts.AssertClean();
         Assert.True(await Attempts(key) >= 2, "the killed job was not run again");
@@ -71,7 +71,7 @@ public sealed class FaultTests(SuiteFixture suite)
 
         var run = await WaitForEnd(runId, TimeSpan.FromMinutes(15));
         var counts = await Count(runId, run, events);
-        Console.WriteLine($"broker restart fault: {counts}");
+        Console.WriteLine($"broker restart fault: {counts}; steps {StepTimes(run)}");
         Assert.True(run["state"]!.GetValue<string>() == "Published", $"run ended {run["state"]}: {run["failureReason"]}");
         counts.AssertClean(exactEvents: false);
     }
@@ -124,6 +124,10 @@ public sealed class FaultTests(SuiteFixture suite)
         return new Counts(run["state"]!.GetValue<string>() == "Published" ? 1 : 0, sets, lost, leftOver,
             events.Count<FineTuningCompleted>(m => m.RunId == id), events.Count<ModelPublished>(m => m.RunId == id), 2);
     }
+
+    /// <summary>Wall time per step as the run records it (start when the orchestrator asked, finish when it heard back).</summary>
+    internal static string StepTimes(JsonNode run) => string.Join(", ", run["steps"]!.AsArray()
+        .Select(s => $"{s!["name"]} {(s["seconds"]?.GetValue<double>() is { } t ? $"{t:F1} s" : s["status"]!.GetValue<string>())}"));
 
     private async Task<string> StartRun(int seed, int epochs)
     {
