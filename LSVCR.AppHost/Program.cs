@@ -29,7 +29,7 @@ builder.AddProject<Projects.LSVCR_EmbeddingsService>("embeddings")
 // pipeline's bounded CPU sample (docs/alignment.md); AlignmentExamples shrinks it further (tests).
 var alignment = builder.AddProject<Projects.LSVCR_AlignmentService>("alignment")
     .WithHttpEndpoint().WithHttpHealthCheck("/health")
-    .WithReference(bus).WithReference(storage, "artifacts")
+    .WithReference(bus).WithReference(storage, "artifacts").WithReference(storage, "runs") // durable job records
     .WaitFor(bus).WaitFor(storage);
 if (builder.Configuration["AlignmentExamples"] is { Length: > 0 } examples)
     alignment.WithEnvironment("Jobs__Alignment__Align__Examples", examples);
@@ -39,7 +39,8 @@ builder.AddProject<Projects.LSVCR_FineTuning>("fine-tuning")
     .WithReplicas(builder.Configuration.GetValue("FineTuningReplicas", 2))
     .WithHttpEndpoint().WithHttpHealthCheck("/health")
     .WithEnvironment("Jobs__FineTuning__Training__Threads", "1")
-    .WithReference(bus).WithReference(storage, "artifacts")
+    // "runs": the durable job records a long step runs under (docs/distributed.md, "Long steps").
+    .WithReference(bus).WithReference(storage, "artifacts").WithReference(storage, "runs")
     .WaitFor(bus).WaitFor(storage);
 
 builder.AddProject<Projects.LSVCR_Evaluation>("evaluation")

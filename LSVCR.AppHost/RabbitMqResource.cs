@@ -42,6 +42,9 @@ public static class RabbitMqExecutableExtensions
         var amqpPort = FreePort();
         var distPort = FreePort();
         var resource = new RabbitMqExecutableResource(name, program, dataDirectory, user.Resource, password.Resource);
+        // Erlang node names are unique per host: two AppHosts (two checkouts, parallel test runs) each need their own,
+        // stable for a data folder so that its node database is found again after a restart.
+        var node = $"lsvcr-{name}-{Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(Path.GetFullPath(dataDirectory))))[..8]}@localhost";
         var healthKey = $"{name}-amqp";
         builder.Services.AddHealthChecks().AddAsyncCheck(healthKey, ct => AmqpAnswersAsync(amqpPort, ct));
 
@@ -50,7 +53,7 @@ public static class RabbitMqExecutableExtensions
             // that survives a broker restart and hides it from clients).
             .WithEndpoint(port: amqpPort, targetPort: amqpPort, name: RabbitMqExecutableResource.AmqpEndpointName,
                 scheme: "amqp", isProxied: false)
-            .WithEnvironment("RABBITMQ_NODENAME", $"lsvcr-{name}@localhost")
+            .WithEnvironment("RABBITMQ_NODENAME", node)
             .WithEnvironment("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
             .WithEnvironment("RABBITMQ_NODE_PORT", amqpPort.ToString())
             .WithEnvironment("RABBITMQ_DIST_PORT", distPort.ToString())

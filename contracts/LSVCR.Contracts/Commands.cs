@@ -13,9 +13,10 @@ public sealed record GenerateDataset(Guid RunId, string StepKey, SyntheticDataSp
 /// <summary>Encodes the dataset's texts into <c>photo_embs.npy</c> / <c>comment_embs.npy</c>.</summary>
 public sealed record ComputeEmbeddings(Guid RunId, string StepKey, DatasetReference Dataset, PipelineRunOptions Options);
 
-/// <summary>One chunk of an embeddings step: any Embeddings instance may take it (competing consumers).</summary>
-public sealed record ComputeEmbeddingChunk(Guid RunId, string StepKey, DatasetReference Dataset, string Encoder,
-    string Kind, int Chunk, int Chunks, int Start, int Count);
+/// <summary>One chunk of an embeddings step: any Embeddings instance may take it (competing consumers). The chunks are cut
+/// by the plan the step published first (<see cref="Plan"/>), <see cref="PipelineRunOptions.EmbeddingChunkSize"/> texts each.</summary>
+public sealed record ComputeEmbeddingChunk(Guid RunId, string StepKey, DatasetReference Dataset, PipelineRunOptions Options,
+    ArtifactSetReference Plan, string PlanKey, int Chunk, int Chunks);
 
 /// <summary>The optional stage-1 alignment step (the Alignment service comes with its own issue).</summary>
 public sealed record AlignPreferences(Guid RunId, string StepKey, DatasetReference Dataset, ArtifactSetReference Embeddings,

@@ -7,7 +7,8 @@ public sealed record PipelineRunSubmitted(Guid RunId, DateTimeOffset At);
 
 public sealed record DatasetGenerated(Guid RunId, string StepKey, DatasetReference Dataset);
 
-public sealed record EmbeddingChunkComputed(Guid RunId, string StepKey, string Kind, int Chunk, int Chunks, ArtifactReference Part);
+/// <summary>One chunk's vectors are stored (<see cref="Part"/>); <see cref="Present"/> of <see cref="Chunks"/> are stored so far.</summary>
+public sealed record EmbeddingChunkComputed(Guid RunId, string StepKey, int Chunk, int Chunks, int Present, ArtifactSetReference Part);
 
 public sealed record EmbeddingsComputed(Guid RunId, string StepKey, ArtifactSetReference Embeddings);
 

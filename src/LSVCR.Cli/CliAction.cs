@@ -10,8 +10,8 @@ namespace LSVCR.Cli;
 /// </summary>
 public static class CliAction
 {
-    private static readonly IAnsiConsole Stderr =
-        AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+    // Over the current Console.Error (not the one at first use), so a host that redirects it — tests — gets the errors.
+    private static IAnsiConsole Stderr => AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
 
     public static void Set(Command command, Func<ParseResult, CancellationToken, Task<int>> body) =>
         command.SetAction(async (parse, ct) =>

@@ -17,6 +17,7 @@ public static class LsvcrCli
         root.Subcommands.Add(ExportCommands.Export());
         foreach (var c in TrainingCommands.Commands()) root.Subcommands.Add(c);
         root.Subcommands.Add(AlignCommands.Align());
+        root.Subcommands.Add(RunsCommands.Runs());
 
         var bench = new Command("bench", "Throughput measurements (not tests): synthetic data, embeddings, training.");
         foreach (var c in DataCommands.Bench()) bench.Subcommands.Add(c);

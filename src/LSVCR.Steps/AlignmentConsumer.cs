@@ -14,11 +14,11 @@ public sealed class AlignPreferencesConsumer(AlignmentJobService job, ILogger<Al
     protected override string StepName(AlignPreferences m) => StepKeys.Alignment;
     protected override (Guid, string) Identify(AlignPreferences m) => (m.RunId, m.StepKey);
 
-    protected override async Task RunAsync(ConsumeContext<AlignPreferences> context)
+    // Runs durably (DurableSteps), as fine-tuning does: stage 1 outlasts the broker's acknowledgement timeout.
+    protected override async Task RunAsync(AlignPreferences m, IPublishEndpoint publish, CancellationToken ct)
     {
-        var m = context.Message;
         var request = new AlignmentJobRequest(m.Dataset.Files, RunSets.Alignment(m.RunId), RunSets.AlignedEmbeddings(m.RunId));
-        var result = await job.RunAsync(request, ct: context.CancellationToken);
-        await context.Publish(new AlignmentCompleted(m.RunId, m.StepKey, result.Job.Output, result.Embeddings));
+        var result = await job.RunAsync(request, ct: ct);
+        await publish.Publish(new AlignmentCompleted(m.RunId, m.StepKey, result.Job.Output, result.Embeddings), ct);
     }
 }

@@ -23,7 +23,11 @@ public sealed class GenerateDatasetConsumer(DatasetIntake intake, ILogger<Genera
     }
 }
 
-/// <summary>Encodes the dataset's texts with <see cref="EmbeddingsJobService"/> (the job `lsvcr embed` runs).</summary>
+/// <summary>
+/// Starts the embeddings step: when the output is already published it republishes <see cref="EmbeddingsComputed"/>;
+/// otherwise it publishes the chunk plan of <see cref="EmbeddingsJobService"/> and one <see cref="ComputeEmbeddingChunk"/>
+/// per chunk, which any number of Embeddings instances share (competing consumers).
+/// </summary>
 public sealed class ComputeEmbeddingsConsumer(EmbeddingsJobService job, ILogger<ComputeEmbeddingsConsumer> logger)
     : StepConsumer<ComputeEmbeddings>(logger)
 {
@@ -33,14 +37,58 @@ public sealed class ComputeEmbeddingsConsumer(EmbeddingsJobService job, ILogger<
     protected override async Task RunAsync(ConsumeContext<ComputeEmbeddings> context)
     {
         var m = context.Message;
-        // Keyed by dataset and encoder, not by run: every run on the same dataset shares the set (the job reuses it).
-        var request = new EmbeddingsJobRequest(m.Dataset.Files, $"embeddings/{m.Dataset.DatasetId}/{m.Options.Encoder}")
+        var request = EmbeddingRequests.For(m.Dataset, m.Options);
+        if (await job.TryGetOutputAsync(request, context.CancellationToken) is { } done)
         {
-            Embed = new LSVCR.Embeddings.EmbedOptions { Encoder = m.Options.Encoder, ChunkSize = m.Options.EmbeddingChunkSize },
-        };
-        var result = await job.RunAsync(request, ct: context.CancellationToken);
-        await context.Publish(new EmbeddingsComputed(m.RunId, m.StepKey, result.Job.Output));
+            await context.Publish(new EmbeddingsComputed(m.RunId, m.StepKey, done.Output));
+            return;
+        }
+        var plan = await job.PlanChunksAsync(request, context.CancellationToken);
+        for (int k = 0; k < plan.Chunks; k++)
+            await context.Publish(new ComputeEmbeddingChunk(m.RunId, m.StepKey, m.Dataset, m.Options, plan.Plan, plan.Key, k, plan.Chunks));
     }
+}
+
+/// <summary>
+/// Encodes one chunk and stores it (a redelivered chunk finds it stored and encodes nothing); the instance that finds
+/// every chunk stored assembles the <c>.npy</c> artifacts (published manifest-last) and publishes <see cref="EmbeddingsComputed"/>.
+/// </summary>
+public sealed class ComputeEmbeddingChunkConsumer(EmbeddingsJobService job, ILogger<ComputeEmbeddingChunkConsumer> logger)
+    : StepConsumer<ComputeEmbeddingChunk>(logger)
+{
+    protected override string StepName(ComputeEmbeddingChunk m) => StepKeys.Embeddings;
+    protected override (Guid, string) Identify(ComputeEmbeddingChunk m) => (m.RunId, m.StepKey);
+
+    protected override async Task RunAsync(ConsumeContext<ComputeEmbeddingChunk> context)
+    {
+        var m = context.Message;
+        var ct = context.CancellationToken;
+        var request = EmbeddingRequests.For(m.Dataset, m.Options);
+        // A chunk delivered again after the output was assembled (and the chunks removed) has nothing left to do.
+        if (await job.TryGetOutputAsync(request, ct) is { } done)
+        {
+            await context.Publish(new EmbeddingsComputed(m.RunId, m.StepKey, done.Output));
+            return;
+        }
+        var plan = new EmbeddingChunkPlan(m.Plan, m.Chunks, m.PlanKey);
+        var part = await job.ComputeChunkAsync(request, plan, m.Chunk, ct);
+        var present = await job.CountChunksAsync(request, plan, ct);
+        await context.Publish(new EmbeddingChunkComputed(m.RunId, m.StepKey, m.Chunk, m.Chunks, present, part.Output));
+        await context.Publish(new StepProgressed(m.RunId, m.StepKey, StepKeys.Embeddings, "chunks", present, m.Chunks, null));
+        if (present == m.Chunks && await job.TryAssembleAsync(request, plan, ct) is { } result)
+            await context.Publish(new EmbeddingsComputed(m.RunId, m.StepKey, result.Job.Output));
+    }
+}
+
+/// <summary>The embeddings request of a run: keyed by dataset and encoder, not by run, so every run on the same dataset
+/// shares the set (the job reuses it).</summary>
+public static class EmbeddingRequests
+{
+    public static EmbeddingsJobRequest For(DatasetReference dataset, PipelineRunOptions options) =>
+        new(dataset.Files, $"embeddings/{dataset.DatasetId}/{options.Encoder}")
+        {
+            Embed = new LSVCR.Embeddings.EmbedOptions { Encoder = options.Encoder, ChunkSize = options.EmbeddingChunkSize },
+        };
 }
 
 /// <summary>Fine-tunes one task with <see cref="FineTuningJobService"/> (the job `lsvcr train` runs).</summary>
@@ -50,9 +98,9 @@ public sealed class FineTuneConsumer(FineTuningJobService job, IOptions<FineTuni
     protected override string StepName(FineTune m) => StepKeys.FineTuning(m.Task);
     protected override (Guid, string) Identify(FineTune m) => (m.RunId, m.StepKey);
 
-    protected override async Task RunAsync(ConsumeContext<FineTune> context)
+    // Runs durably (DurableSteps): training outlasts the broker's acknowledgement timeout.
+    protected override async Task RunAsync(FineTune m, IPublishEndpoint publish, CancellationToken ct)
     {
-        var m = context.Message;
         var settings = m.Options.FineTune;
         var defaults = options.Value.Training; // the host's settings (threads, shards); the run's keys override the rest
         var request = new FineTuningJobRequest(m.Dataset.Files, m.Embeddings, m.Task, RunSets.Model(m.RunId, m.Task))
@@ -61,8 +109,8 @@ public sealed class FineTuneConsumer(FineTuningJobService job, IOptions<FineTuni
             Init = m.Alignment,
             Training = settings.Resolve(defaults),
         };
-        var result = await job.RunAsync(request, ct: context.CancellationToken);
-        await context.Publish(new FineTuningCompleted(m.RunId, m.StepKey, m.Task, result.Job.Output));
+        var result = await job.RunAsync(request, ct: ct);
+        await publish.Publish(new FineTuningCompleted(m.RunId, m.StepKey, m.Task, result.Job.Output), ct);
     }
 }
 

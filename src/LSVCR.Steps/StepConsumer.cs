@@ -13,20 +13,40 @@ public abstract class StepConsumer<T>(ILogger logger) : IConsumer<T> where T : c
 {
     protected abstract string StepName(T message);
     protected abstract (Guid RunId, string StepKey) Identify(T message);
-    protected abstract Task RunAsync(ConsumeContext<T> context);
 
-    public async Task Consume(ConsumeContext<T> context)
+    /// <summary>The step's work for a message held by the broker (short steps).</summary>
+    protected virtual Task RunAsync(ConsumeContext<T> context) => RunAsync(context.Message, context, context.CancellationToken);
+
+    /// <summary>The step's work apart from any delivery: what a long step overrides, so that it can also run under a
+    /// durable job record (<see cref="DurableSteps"/>) after its message was acknowledged.</summary>
+    protected virtual Task RunAsync(T message, IPublishEndpoint publish, CancellationToken ct) =>
+        throw new NotSupportedException($"{GetType().Name} runs only inside a delivery (override RunAsync(message, publish, ct) to run it durably)");
+
+    /// <summary>Run id, step key and step name of a message (the durable job record is keyed by them).</summary>
+    public (Guid RunId, string StepKey, string Step) Describe(T message)
     {
-        var (runId, key) = Identify(context.Message);
+        var (runId, key) = Identify(message);
+        return (runId, key, StepName(message));
+    }
+
+    public Task Consume(ConsumeContext<T> context) => Guarded(context.Message, context, () => RunAsync(context));
+
+    /// <summary>Runs the step outside a delivery (a durable job), with the same failure handling as <see cref="Consume"/>.</summary>
+    public Task RunDetachedAsync(T message, IPublishEndpoint publish, CancellationToken ct) =>
+        Guarded(message, publish, () => RunAsync(message, publish, ct));
+
+    private async Task Guarded(T message, IPublishEndpoint publish, Func<Task> body)
+    {
+        var (runId, key) = Identify(message);
         using var scope = logger.BeginScope(new Dictionary<string, object> { ["RunId"] = runId, ["StepKey"] = key });
         try
         {
-            await RunAsync(context);
+            await body();
         }
         catch (LsvcrException e) when (e.Kind != ErrorKind.Transient)
         {
-            logger.LogError(e, "{Step} of run {RunId} failed: {Reason}", StepName(context.Message), runId, e.Message);
-            await context.Publish(new StepFailed(runId, key, StepName(context.Message), e.Kind, e.Message));
+            logger.LogError(e, "{Step} of run {RunId} failed: {Reason}", StepName(message), runId, e.Message);
+            await publish.Publish(new StepFailed(runId, key, StepName(message), e.Kind, e.Message));
         }
     }
 }

@@ -1,3 +1,4 @@
+using LSVCR.Contracts;
 using LSVCR.Jobs;
 using MassTransit;
 using Microsoft.Extensions.Configuration;
@@ -34,13 +35,17 @@ public static class StepRegistration
     {
         bus.AddConsumer<GenerateDatasetConsumer, StepConsumerDefinition<GenerateDatasetConsumer>>();
         bus.AddConsumer<ComputeEmbeddingsConsumer, StepConsumerDefinition<ComputeEmbeddingsConsumer>>();
+        bus.AddConsumer<ComputeEmbeddingChunkConsumer, StepConsumerDefinition<ComputeEmbeddingChunkConsumer>>();
     }
 
+    /// <summary>Stage-1 alignment as a durable step, like fine-tuning.</summary>
     public static void AddAlignmentConsumer(this IBusRegistrationConfigurator bus) =>
-        bus.AddConsumer<AlignPreferencesConsumer, StepConsumerDefinition<AlignPreferencesConsumer>>();
+        bus.AddDurableStep<AlignPreferencesConsumer, AlignPreferences>("align-preferences");
 
+    /// <summary>Fine-tuning as a durable step (<see cref="DurableSteps"/>): its message is acknowledged at once and the
+    /// training runs under a job record with a heartbeat, so it may run longer than the broker's consumer timeout.</summary>
     public static void AddFineTuningConsumer(this IBusRegistrationConfigurator bus) =>
-        bus.AddConsumer<FineTuneConsumer, StepConsumerDefinition<FineTuneConsumer>>();
+        bus.AddDurableStep<FineTuneConsumer, FineTune>("fine-tune");
 
     public static void AddEvaluationConsumer(this IBusRegistrationConfigurator bus) =>
         bus.AddConsumer<EvaluateConsumer, StepConsumerDefinition<EvaluateConsumer>>();

@@ -17,6 +17,7 @@ public sealed class SuiteFixture : IAsyncLifetime
     private DistributedApplication? app;
 
     public HttpClient Api { get; private set; } = null!;
+    public DistributedApplication App => app ?? throw new InvalidOperationException("the suite is not started");
     public IArtifactStore Store { get; private set; } = null!;
     public string StorageConnection { get; private set; } = "";
 
@@ -27,6 +28,8 @@ public sealed class SuiteFixture : IAsyncLifetime
         var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.LSVCR_AppHost>(
             [$"--LocalData={localData}", "--RunsApiPort=0", "--FineTuningReplicas=2", "--AlignmentExamples=8"],
             (options, _) => options.DisableDashboard = true);
+        // A short lease: the fault tests kill a FineTuning process, and its job is taken over once the lease runs out.
+        builder.CreateResourceBuilder<ProjectResource>("fine-tuning").WithEnvironment("Jobs__Durable__LeaseSeconds", "6");
         app = await builder.BuildAsync();
         using var startup = new CancellationTokenSource(TimeSpan.FromMinutes(5));
         await app.StartAsync(startup.Token);

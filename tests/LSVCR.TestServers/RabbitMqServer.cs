@@ -24,7 +24,9 @@ public sealed class RabbitMqServer : LocalServer
 
     public string ConnectionString => AmqpUri.ToString();
 
-    /// <param name="consumerTimeout">RabbitMQ's <c>consumer_timeout</c> (default 30 minutes); fault tests shorten it.</param>
+    /// <param name="consumerTimeout">RabbitMQ's <c>consumer_timeout</c> (default 30 minutes); fault tests shorten it. A node
+    /// checks the timeout on its channel tick (every 60 s by default), so a shortened timeout also gets a 1 s tick
+    /// (<c>channel_tick_interval</c> in <c>advanced.config</c>): a delivery is then cancelled about one timeout after it was sent.</param>
     public static async Task<RabbitMqServer> StartAsync(TimeSpan? consumerTimeout = null)
     {
         var server = new RabbitMqServer
@@ -42,6 +44,8 @@ public sealed class RabbitMqServer : LocalServer
             File.WriteAllText(Path.Combine(dir, "rabbitmq.conf"),
                 $"listeners.tcp.default = 127.0.0.1:{server.AmqpPort}\n" +
                 $"consumer_timeout = {(long)server.ConsumerTimeout.TotalMilliseconds}\n");
+            File.WriteAllText(Path.Combine(dir, "advanced.config"),
+                consumerTimeout is null ? "[].\n" : "[{rabbit, [{channel_tick_interval, 1000}]}].\n");
             if (Environment.UserName == "root") GiveToRabbitMqUser(dir);
             server.env = new()
             {
@@ -53,6 +57,7 @@ public sealed class RabbitMqServer : LocalServer
                 ["RABBITMQ_LOGS"] = "-",
                 ["RABBITMQ_CONFIG_FILE"] = Path.Combine(dir, "rabbitmq"),
                 ["RABBITMQ_ENABLED_PLUGINS_FILE"] = Path.Combine(dir, "enabled_plugins"),
+                ["RABBITMQ_ADVANCED_CONFIG_FILE"] = Path.Combine(dir, "advanced.config"),
             };
             await server.StartNodeAsync();
             return server;

@@ -30,6 +30,7 @@ public sealed class PipelineRunStateMachine : MassTransitStateMachine<PipelineRu
     public Event<StepProgressed> Progressed { get; private set; } = null!;
     public Event<Fault<GenerateDataset>> DatasetFaulted { get; private set; } = null!;
     public Event<Fault<ComputeEmbeddings>> EmbeddingsFaulted { get; private set; } = null!;
+    public Event<Fault<ComputeEmbeddingChunk>> EmbeddingChunkFaulted { get; private set; } = null!;
     public Event<Fault<AlignPreferences>> AlignmentFaulted { get; private set; } = null!;
     public Event<Fault<FineTune>> FineTuneFaulted { get; private set; } = null!;
     public Event<Fault<Evaluate>> EvaluateFaulted { get; private set; } = null!;
@@ -49,6 +50,7 @@ public sealed class PipelineRunStateMachine : MassTransitStateMachine<PipelineRu
         Event(() => Progressed, e => { e.CorrelateById(m => m.Message.RunId); e.OnMissingInstance(m => m.Discard()); });
         Event(() => DatasetFaulted, e => { e.CorrelateById(m => m.Message.Message.RunId); e.OnMissingInstance(m => m.Discard()); });
         Event(() => EmbeddingsFaulted, e => { e.CorrelateById(m => m.Message.Message.RunId); e.OnMissingInstance(m => m.Discard()); });
+        Event(() => EmbeddingChunkFaulted, e => { e.CorrelateById(m => m.Message.Message.RunId); e.OnMissingInstance(m => m.Discard()); });
         Event(() => AlignmentFaulted, e => { e.CorrelateById(m => m.Message.Message.RunId); e.OnMissingInstance(m => m.Discard()); });
         Event(() => FineTuneFaulted, e => { e.CorrelateById(m => m.Message.Message.RunId); e.OnMissingInstance(m => m.Discard()); });
         Event(() => EvaluateFaulted, e => { e.CorrelateById(m => m.Message.Message.RunId); e.OnMissingInstance(m => m.Discard()); });
@@ -137,6 +139,9 @@ public sealed class PipelineRunStateMachine : MassTransitStateMachine<PipelineRu
                 .ThenAsync(ctx => Fail(ctx, ctx.Saga, ctx.Message.Step, ctx.Message.Reason, time)).TransitionTo(Failed),
             When(DatasetFaulted).ThenAsync(ctx => Fail(ctx, ctx.Saga, StepKeys.Dataset, Reason(ctx.Message), time)).TransitionTo(Failed),
             When(EmbeddingsFaulted).ThenAsync(ctx => Fail(ctx, ctx.Saga, StepKeys.Embeddings, Reason(ctx.Message), time)).TransitionTo(Failed),
+            When(EmbeddingChunkFaulted, ctx => IsCurrent(ctx.Saga, StepKeys.Embeddings, ctx.Message.Message.StepKey))
+                .ThenAsync(ctx => Fail(ctx, ctx.Saga, StepKeys.Embeddings, $"chunk {ctx.Message.Message.Chunk + 1}/{ctx.Message.Message.Chunks}: {Reason(ctx.Message)}", time))
+                .TransitionTo(Failed),
             When(AlignmentFaulted).ThenAsync(ctx => Fail(ctx, ctx.Saga, StepKeys.Alignment, Reason(ctx.Message), time)).TransitionTo(Failed),
             When(FineTuneFaulted).ThenAsync(ctx => Fail(ctx, ctx.Saga, StepKeys.FineTuning(ctx.Message.Message.Task), Reason(ctx.Message), time))
                 .TransitionTo(Failed),
