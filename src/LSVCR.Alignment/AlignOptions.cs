@@ -43,23 +43,23 @@ public sealed record AlignOptions
     public void Validate()
     {
         void Check(bool ok, string message) { if (!ok) throw new LsvcrException(message, ErrorKind.BadInput); }
-        Check(Examples is null or > 0, $"--examples must be positive (got {Examples})");
-        Check(TimeBudget is null || TimeBudget > TimeSpan.Zero, "--time-budget must be positive");
-        Check(Epochs >= 1, $"--epochs must be at least 1 (got {Epochs})");
-        Check(BatchSize >= 2, $"--batch must be at least 2: the in-batch contrast needs negatives (got {BatchSize})");
-        Check(Accumulation >= 1, $"--accumulation must be at least 1 (got {Accumulation})");
-        Check(Lr > 0, $"--lr must be positive (got {Lr})");
-        Check(Warmup is >= 0 and <= 1, $"--warmup must be in [0, 1] (got {Warmup})");
-        Check(WeightDecay >= 0, $"--weight-decay must be 0 or more (got {WeightDecay})");
-        Check(MaxHistory is >= 1 and <= 50, $"--max-history must be in [1, 50] (got {MaxHistory})");
+        Check(Examples is null or > 0, $"examples must be positive (got {Examples})");
+        Check(TimeBudget is null || TimeBudget > TimeSpan.Zero, "time-budget must be positive");
+        Check(Epochs >= 1, $"epochs must be at least 1 (got {Epochs})");
+        Check(BatchSize >= 2, $"batch must be at least 2: the in-batch contrast needs negatives (got {BatchSize})");
+        Check(Accumulation >= 1, $"accumulation must be at least 1 (got {Accumulation})");
+        Check(Lr > 0, $"lr must be positive (got {Lr})");
+        Check(Warmup is >= 0 and <= 1, $"warmup must be in [0, 1] (got {Warmup})");
+        Check(WeightDecay >= 0, $"weight-decay must be 0 or more (got {WeightDecay})");
+        Check(MaxHistory is >= 1 and <= 50, $"max-history must be in [1, 50] (got {MaxHistory})");
         Check(MaxEntryComments >= 1, $"max entry comments must be at least 1 (got {MaxEntryComments})");
-        Check(ItemTokens >= 3, $"--item-tokens must be at least 3 (got {ItemTokens})");
-        Check(PromptTokens >= 32, $"--prompt-tokens must be at least 32 (got {PromptTokens})");
+        Check(ItemTokens >= 3, $"item-tokens must be at least 3 (got {ItemTokens})");
+        Check(PromptTokens >= 32, $"prompt-tokens must be at least 32 (got {PromptTokens})");
         Check(TextDim >= 1, $"text dimension must be positive (got {TextDim})");
         Check(AugmentHistory is >= 0 and <= 1 && AugmentEntry is >= 0 and <= 1, "augmentation probabilities must be in [0, 1]");
-        Check(CheckpointEvery >= 1, $"--checkpoint-every must be at least 1 (got {CheckpointEvery})");
+        Check(CheckpointEvery >= 1, $"checkpoint-every must be at least 1 (got {CheckpointEvery})");
         Check(EncodeBatch >= 1, $"encode batch must be at least 1 (got {EncodeBatch})");
-        Check(Device is "cpu" or "cuda", $"--device must be cpu or cuda (got '{Device}')");
+        Check(Device is "cpu" or "cuda", $"device must be cpu or cuda (got '{Device}')");
         Lora.Validate();
     }
 }

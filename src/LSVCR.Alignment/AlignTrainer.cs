@@ -105,7 +105,7 @@ public static class AlignTrainer
                     examples.Count / Math.Max(1e-9, batchClock.Elapsed.TotalSeconds));
             }
             if (!double.IsFinite(logged.Total))
-                throw new LsvcrException($"stage 1 diverged at batch {batch}: loss {logged.Total} (lower --lr?)");
+                throw new LsvcrException($"stage 1 diverged at batch {batch}: loss {logged.Total} (lower lr?)");
             if ((batch + 1) % o.Accumulation == 0 || batch + 1 == batches)
             {
                 optimizer.step();
@@ -190,7 +190,7 @@ public static class AlignTrainer
         try { state = JsonSerializer.Deserialize<RunState>(File.ReadAllText(statePath), Json)!; }
         catch (JsonException e) { throw new LsvcrException($"{statePath}: unreadable stage-1 checkpoint ({e.Message}); delete {dir} to start over", e); }
         if (state.OptionsKey != key)
-            throw new LsvcrException($"{dir}: a checkpoint of a stage-1 run with other options; use another --out or delete {dir}");
+            throw new LsvcrException($"{dir}: a checkpoint of a stage-1 run with other options; use another output folder or delete {dir}");
         var weights = Safetensors.LoadStateDict(Path.Combine(dir, WeightsFile));
         using (no_grad())
             foreach (var (name, p) in trainable)

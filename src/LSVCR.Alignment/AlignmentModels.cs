@@ -63,7 +63,7 @@ public sealed class AlignmentModels : IDisposable
         if (device == "cuda")
         {
             if (!cuda.is_available())
-                throw new LsvcrException("--device cuda: TorchSharp sees no CUDA device (this build ships the CPU natives; a GPU machine needs libtorch-cuda)", ErrorKind.BadInput);
+                throw new LsvcrException("device cuda: TorchSharp sees no CUDA device (this build ships the CPU natives; a GPU machine needs libtorch-cuda)", ErrorKind.BadInput);
             return CUDA;
         }
         return CPU;

@@ -23,9 +23,9 @@ public sealed class PipelineAlignmentStage(AlignOptions options) : IAlignmentSta
             var summary = Path.Combine(outDir, AlignTrainer.SummaryFile);
             var sr = Path.Combine(outDir, AlignTrainer.SrFile);
             var emb = Path.Combine(outDir, AlignTrainer.EmbeddingsDir);
-            if (!(File.Exists(summary) && File.Exists(sr) && File.Exists(Path.Combine(emb, ReferenceLayout.CommentEmbeddingsFile))) || !SameOptions(summary, data))
-                AlignTrainer.Run(data, options, outDir, progress, ct);
-            return new AlignmentOutput(emb, sr);
+            bool reused = File.Exists(summary) && File.Exists(sr) && File.Exists(Path.Combine(emb, ReferenceLayout.CommentEmbeddingsFile)) && SameOptions(summary, data);
+            if (!reused) AlignTrainer.Run(data, options, outDir, progress, ct);
+            return new AlignmentOutput(emb, sr, reused);
         }, ct, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
     /// <summary>A finished run is reused only when it was made with these options (align.json records them).</summary>

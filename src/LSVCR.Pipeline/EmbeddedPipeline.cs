@@ -28,7 +28,9 @@ public static class EmbeddedPipeline
 
         var embeddingsDir = Path.Combine(options.OutDir, "embeddings");
         var manifest = await EmbeddingJob.RunAsync(data.Catalog, embeddingsDir, options.Embed, progress, ct);
-        log.Add($"embeddings: {embeddingsDir} ({manifest.Encoder}, {manifest.Dimension}-d, {manifest.ChunksResumed}/{manifest.Chunks} chunks reused)");
+        log.Add(manifest.Reused
+            ? $"embeddings: reusing {embeddingsDir} ({manifest.Encoder}, {manifest.Dimension}-d)"
+            : $"embeddings: {embeddingsDir} ({manifest.Encoder}, {manifest.Dimension}-d, {manifest.ChunksResumed}/{manifest.Chunks} chunks resumed)");
 
         string? alignmentDir = null;
         var plainEmbeddingsDir = embeddingsDir;
@@ -39,25 +41,17 @@ public static class EmbeddedPipeline
             var aligned = await alignment.RunAsync(data, embeddingsDir, alignmentDir, progress, ct);
             embeddingsDir = aligned.EmbeddingsDir;
             training = training with { Init = aligned.SrCheckpoint };
-            log.Add($"alignment: {alignmentDir}");
+            log.Add(aligned.Reused ? $"alignment: reusing {alignmentDir}" : $"alignment: {alignmentDir}");
         }
         else log.Add("alignment: skipped (stage 2 starts from fresh weights on the plain embeddings)");
 
-        // The same reader `lsvcr train` uses: it checks the rows against the catalogue (an aligned encoder's output too).
-        var (photoEmbs, commentEmbs) = TextEmbeddings.Load(embeddingsDir, data.Catalog);
         var reportDir = Path.Combine(options.OutDir, "experiment");
-        var report = await ExperimentRunner.RunAsync(data, photoEmbs, commentEmbs, new ExperimentOptions
-        {
-            OutDir = reportDir,
-            Variants = options.Variants,
-            Tasks = options.Tasks,
-            Training = training,
-            Evaluation = options.Evaluation,
-        }, progress, ct);
+        IReadOnlyList<ExperimentRow> baselineRows = [];
         if (alignmentDir is not null && options.Variants.Contains(Variants.Full))
         {
             // The no-alignment row: stage 2 of the full model from fresh weights on the plain embeddings, beside the
-            // aligned full row, so the report shows what stage 1 changed.
+            // aligned full row, so the report shows what stage 1 changed. It runs first so that the report is written
+            // once, whole (a rerun that recomputes nothing then rewrites nothing).
             var (plainPhotos, plainComments) = TextEmbeddings.Load(plainEmbeddingsDir, data.Catalog);
             var baseline = await ExperimentRunner.RunAsync(data, plainPhotos, plainComments, new ExperimentOptions
             {
@@ -67,14 +61,19 @@ public static class EmbeddedPipeline
                 Training = options.Training,
                 Evaluation = options.Evaluation,
             }, progress, ct);
-            report = report with { Rows = [.. report.Rows, .. baseline.Rows.Select(r => r with { Variant = Variants.NoAlignment })] };
-            foreach (var (file, text) in new[] { (ExperimentRunner.ReportJson, report.ToJson()), (ExperimentRunner.ReportMarkdown, report.ToMarkdown()) })
-            {
-                var path = Path.Combine(reportDir, file);
-                File.WriteAllText(path + ".tmp", text);
-                File.Move(path + ".tmp", path, overwrite: true);
-            }
+            baselineRows = [.. baseline.Rows.Select(r => r with { Variant = Variants.NoAlignment })];
         }
+        // The same reader `lsvcr train` uses: it checks the rows against the catalogue (an aligned encoder's output too).
+        var (photoEmbs, commentEmbs) = TextEmbeddings.Load(embeddingsDir, data.Catalog);
+        var report = await ExperimentRunner.RunAsync(data, photoEmbs, commentEmbs, new ExperimentOptions
+        {
+            OutDir = reportDir,
+            Variants = options.Variants,
+            Tasks = options.Tasks,
+            Training = training,
+            Evaluation = options.Evaluation,
+            AdditionalRows = baselineRows,
+        }, progress, ct);
         log.Add($"report: {Path.Combine(reportDir, "report.md")}");
         return new PipelineResult(dataDir, embeddingsDir, alignmentDir, reportDir, report, log);
     }

@@ -41,7 +41,7 @@ public interface IAlignmentStage
 
 /// <param name="EmbeddingsDir">Items re-encoded with the aligned encoder.</param>
 /// <param name="SrCheckpoint">Aligned SR weights, the stage-2 initialisation.</param>
-public sealed record AlignmentOutput(string EmbeddingsDir, string SrCheckpoint);
+public sealed record AlignmentOutput(string EmbeddingsDir, string SrCheckpoint, bool Reused = false);
 
 public sealed record PipelineResult(string DataDir, string EmbeddingsDir, string? AlignmentDir, string ReportDir,
     ExperimentReport Report, IReadOnlyList<string> Log);

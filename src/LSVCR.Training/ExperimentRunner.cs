@@ -124,6 +124,7 @@ public static class ExperimentRunner
                     Task = r.Task, Variant = variant, Protocol = r.Protocol, Result = r, BestEpoch = trained.BestEpoch, EpochsRun = trained.EpochsRun,
                 }));
             }
+        rows.AddRange(options.AdditionalRows);
         var report = new ExperimentReport
         {
             Rows = rows, Training = options.Training, Evaluation = options.Evaluation,
@@ -173,8 +174,11 @@ public static class ExperimentRunner
         }
     }
 
+    /// <summary>Replaces the file whole; a file that already holds <paramref name="text"/> is left alone, so a rerun
+    /// that recomputes nothing also rewrites nothing (its write times show it).</summary>
     internal static void WriteAtomically(string path, string text)
     {
+        if (File.Exists(path) && File.ReadAllText(path) == text) return;
         var tmp = path + ".tmp";
         File.WriteAllText(tmp, text);
         File.Move(tmp, path, overwrite: true);

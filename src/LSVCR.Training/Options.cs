@@ -26,7 +26,7 @@ public sealed record EvalOptions
 
     internal void Check()
     {
-        if (Ks.Any(k => k < 1)) throw new LsvcrException($"--k values must be ≥ 1 (got {string.Join(",", Ks)})");
+        if (Ks.Any(k => k < 1)) throw new LsvcrException($"k values must be ≥ 1 (got {string.Join(",", Ks)})");
         if (BatchSize < 1) throw new LsvcrException($"evaluation batch size must be at least 1 (got {BatchSize})");
         if (SampledNegatives < 1 || MaxCommentCandidates < 2) throw new LsvcrException("candidate counts must be positive");
     }
@@ -40,6 +40,9 @@ public sealed record ExperimentOptions
     public IReadOnlyList<TaskKind> Tasks { get; init; } = [TaskKind.Rec, TaskKind.CommRank];
     public TrainOptions Training { get; init; } = new();
     public EvalOptions Evaluation { get; init; } = new();
+    /// <summary>Rows computed elsewhere, appended to the report (the pipeline's no-alignment row), so the report is
+    /// written once, whole.</summary>
+    public IReadOnlyList<ExperimentRow> AdditionalRows { get; init; } = [];
 
     public static readonly IReadOnlyList<string> AllVariants = global::LSVCR.Training.Variants.All;
 }

@@ -21,6 +21,23 @@ public static class Variants
             throw new LsvcrException($"unknown variant '{variant}' (expected one of {string.Join(", ", All)})");
     }
 
+    /// <summary>A variant name as a user typed it (any case, surrounding spaces) → its canonical name; the library
+    /// itself only takes canonical names (<see cref="Check"/>), so run folders and report rows have one spelling.</summary>
+    public static string Parse(string name)
+    {
+        var trimmed = name.Trim();
+        return All.FirstOrDefault(v => string.Equals(v, trimmed, StringComparison.OrdinalIgnoreCase))
+            ?? throw new LsvcrException($"unknown variant '{trimmed}' (expected one of {string.Join(", ", All)})");
+    }
+
+    /// <summary>Comma- or space-separated lists (<c>"Full,popularity"</c>, or several values) → distinct canonical names.</summary>
+    public static IReadOnlyList<string> ParseList(IEnumerable<string> values)
+    {
+        var names = values.SelectMany(v => v.Split([',', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            .Select(Parse).Distinct().ToList();
+        return names.Count > 0 ? names : throw new LsvcrException($"no variant given (expected one or more of {string.Join(", ", All)})");
+    }
+
     public static bool IsTrained(string variant) => variant != Popularity;
 
     /// <summary>no-comments keeps the full model but empties every comment history at batching time.</summary>

@@ -10,7 +10,7 @@ public class PipelineCommandTests
     {
         using var dir = new TempDir();
         string[] args = ["pipeline", "--out", dir.Path, "--users", "120", "--videos", "80", "--epochs", "2",
-            "--batch", "64", "--variants", "full,popularity", "--seed", "3", "--align-examples", "16"];
+            "--batch", "64", "--variants", "Full,popularity", "--seed", "3", "--align-examples", "16"];
 
         var first = await Lsvcr.RunAsync(args);
         Assert.True(first.ExitCode == 0, first.Stderr + first.Stdout);
@@ -35,12 +35,26 @@ public class PipelineCommandTests
         Assert.Contains("ndcg@10", json.GetRawText());
         Assert.Contains("report.md", first.Stdout + first.Stderr);
 
-        // A rerun finds every artifact in place and recomputes nothing.
+        // A rerun finds every artifact in place and recomputes nothing: every step says so, and not one file under
+        // --out is written again (same set of files, same sizes, same write times), the report included.
+        var before = Snapshot(dir.Path);
         var second = await Lsvcr.RunAsync(args);
         Assert.True(second.ExitCode == 0, second.Stderr + second.Stdout);
-        Assert.Contains("reusing", second.Stdout);
+        foreach (var step in new[] { "synthetic dataset: reusing", "embeddings: reusing", "alignment: reusing" })
+            Assert.Contains(step, second.Stdout);
+        Assert.Contains("already finished", second.Stdout + second.Stderr);
+        Assert.DoesNotContain("epoch 1/2", second.Stdout + second.Stderr);
+        var after = Snapshot(dir.Path);
+        var rewritten = before.Keys.Union(after.Keys).Where(f => !before.TryGetValue(f, out var b) || !after.TryGetValue(f, out var a) || a != b).ToList();
+        Assert.True(rewritten.Count == 0, $"written again: {string.Join(", ", rewritten)}");
+        Assert.True(before.Count > 30, $"{before.Count} files");
         Assert.Equal(report, File.ReadAllText(dir["experiment/report.md"]));
     }
+
+    /// <summary>Every file under <paramref name="root"/>: relative path → size and last write time (UTC ticks).</summary>
+    private static SortedDictionary<string, (long Size, long WriteTicks)> Snapshot(string root) =>
+        new(Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories)
+            .ToDictionary(f => Path.GetRelativePath(root, f), f => (new FileInfo(f).Length, File.GetLastWriteTimeUtc(f).Ticks)), StringComparer.Ordinal);
 
     [Fact]
     public async Task Pipeline_on_a_missing_dataset_fails_with_one_clear_line()

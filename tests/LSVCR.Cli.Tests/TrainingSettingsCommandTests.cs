@@ -127,7 +127,7 @@ public class TrainingSettingsCommandTests
     private static string NoSpace(string s) => System.Text.RegularExpressions.Regex.Replace(s, @"\s+", "");
 
     /// <summary>Random unit-length text embeddings with a zero pad row, one per catalogue row.</summary>
-    private static (FloatMatrix Photos, FloatMatrix Comments) WriteEmbeddings(string dataDir, string embDir, int dim)
+    internal static (FloatMatrix Photos, FloatMatrix Comments) WriteEmbeddings(string dataDir, string embDir, int dim)
     {
         var catalog = ReferenceLayout.Read(dataDir).Catalog;
         var rng = new Random(5);

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace LSVCR.Data.Tests;
 
 /// <summary>A scratch directory deleted after the test.</summary>
@@ -59,24 +57,5 @@ public static class Fixture
         foreach (var (name, text) in replace ?? [])
             if (text is null) System.IO.File.Delete(dir.File(name));
             else dir.Write(name, text);
-    }
-
-    /// <summary>Runs python3 on a script; null when python3 is not installed.</summary>
-    public static string? Python(string script)
-    {
-        var psi = new ProcessStartInfo("python3") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
-        Process process;
-        try { process = Process.Start(psi)!; }
-        catch (System.ComponentModel.Win32Exception) { return null; }
-        using (process)
-        {
-            process.StandardInput.Write(script);
-            process.StandardInput.Close();
-            var output = process.StandardOutput.ReadToEnd();
-            var error = process.StandardError.ReadToEnd();
-            process.WaitForExit();
-            Assert.True(process.ExitCode == 0, $"python3 failed: {error}");
-            return output.Trim();
-        }
     }
 }

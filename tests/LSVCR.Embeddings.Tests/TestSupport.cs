@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using LSVCR.Data;
 
 namespace LSVCR.Embeddings.Tests;
@@ -50,19 +49,5 @@ public static class Catalogs
         while (offsets.Count < photoIds.Length + 1) offsets.Add(photoComments.Count);
         var commentIds = commentTexts.Select((_, i) => i == 0 ? Catalog.PadId : $"c{i}").ToArray();
         return new Catalog(photoIds, ["", .. titles], offsets.ToArray(), photoComments.ToArray(), commentIds, commentTexts.ToArray());
-    }
-
-    /// <summary>Runs /usr/bin/python3 (Debian's, which has numpy; the pyenv python3 on PATH does not).</summary>
-    public static string Python(string script)
-    {
-        const string python = "/usr/bin/python3";
-        Assert.True(File.Exists(python), $"{python} is required (apt-get install python3-numpy)");
-        var psi = new ProcessStartInfo(python, ["-c", script]) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var process = Process.Start(psi)!;
-        var output = process.StandardOutput.ReadToEnd();
-        var error = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        Assert.True(process.ExitCode == 0, $"python failed: {error}");
-        return output.Trim();
     }
 }

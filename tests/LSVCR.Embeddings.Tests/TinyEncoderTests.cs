@@ -113,7 +113,7 @@ public class TinyEncoderTests
         var catalog = Catalogs.Make(["cat", "hello dog"], [["中国"], []]);
         var outDir = dir.Sub("out");
         await EmbeddingJob.RunAsync(catalog, outDir, Tiny(dir.Sub("model")));
-        var output = Catalogs.Python($"""
+        var output = LSVCR.TestServers.DebianPython.Run($"""
             import numpy as np
             p = np.load(r'{Path.Combine(outDir, EmbeddingManifest.PhotoFile)}')
             c = np.load(r'{Path.Combine(outDir, EmbeddingManifest.CommentFile)}')

@@ -42,12 +42,17 @@ public class FineTunerTests
 
     /// <summary>§4: every random number of a run comes from its own generators. Two seeded runs trained at the same
     /// time in one process — while a third thread keeps reseeding and drawing from libtorch's global generator — give
-    /// bit for bit the losses and validation metrics each gives alone.</summary>
-    [Fact]
-    public async Task Two_runs_interleaved_in_one_process_give_the_results_each_gives_alone()
+    /// bit for bit the losses and validation metrics each gives alone. On both backends (the plain modules draw their
+    /// dropout masks from the run's generator as the CPU kernels do), sharded and unsharded.</summary>
+    [Theory]
+    [InlineData(true, 2)]
+    [InlineData(false, 2)]
+    [InlineData(false, 1)]
+    public async Task Two_runs_interleaved_in_one_process_give_the_results_each_gives_alone(bool cpuKernels, int shards)
     {
         using var dir = new TestDir();
-        var (optionsA, optionsB) = (Options with { Epochs = 2 }, Options with { Epochs = 2, Seed = 9, Lr = 2e-3 });
+        var common = Options with { Epochs = 2, CpuKernels = cpuKernels, Shards = shards };
+        var (optionsA, optionsB) = (common, common with { Seed = 9, Lr = 2e-3 });
         var soloA = await Train(dir.Sub("solo-a"), optionsA);
         var soloB = await Train(dir.Sub("solo-b"), optionsB, TaskKind.CommRank);
 

@@ -16,6 +16,35 @@ public class TrainSettingsTests
         MaxPosition = 20, Temperature = 0.1, LayerNormEps = 1e-6, StandardStacking = true, Init = "runs/a", Threads = 1, Shards = 1, Prefetch = 2,
     };
 
+    /// <summary>Library messages name settings, not CLI flags (a service host has no flags).</summary>
+    [Fact]
+    public void Evaluation_settings_are_checked_with_their_setting_names()
+    {
+        var e = Assert.Throws<LsvcrException>(() => new EvalOptions { Ks = [0, 5] }.Check());
+        Assert.Equal("k values must be ≥ 1 (got 0,5)", e.Message);
+        Assert.Equal(ErrorKind.BadInput, e.Kind);
+    }
+
+    [Theory]
+    [InlineData("full", "full")]
+    [InlineData("Full", "full")]
+    [InlineData(" FULL ", "full")]
+    [InlineData("ID-Only", "id-only")]
+    [InlineData("Popularity", "popularity")]
+    public void Variant_names_parse_in_any_case_to_the_canonical_name(string typed, string canonical) =>
+        Assert.Equal(canonical, Variants.Parse(typed));
+
+    [Fact]
+    public void Variant_lists_split_on_commas_and_spaces_and_refuse_unknown_names()
+    {
+        Assert.Equal(["full", "popularity"], Variants.ParseList(["Full,POPULARITY", "full"]));
+        Assert.Equal(["id-only", "text-only"], Variants.ParseList(["id-only text-only"]));
+        var e = Assert.Throws<LsvcrException>(() => Variants.ParseList(["full,fulll"]));
+        Assert.Equal("unknown variant 'fulll' (expected one of full, id-only, text-only, no-comments, popularity)", e.Message);
+        Assert.Throws<LsvcrException>(() => Variants.ParseList([" , "]));
+        Assert.Throws<LsvcrException>(() => Variants.Check("Full")); // the library itself takes canonical names only
+    }
+
     [Fact]
     public void A_json_settings_file_round_trips_every_setting()
     {

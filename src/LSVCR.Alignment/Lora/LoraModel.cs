@@ -16,7 +16,7 @@ public static class LoraModel
         var layers = model.named_modules().Where(m => m.module is LoraLinear).ToList();
         var known = layers.Select(m => LastName(m.name)).ToHashSet();
         if (options.Targets is { } targets && targets.FirstOrDefault(t => !known.Contains(t)) is { } unknown)
-            throw new LsvcrException($"--lora-targets: '{unknown}' is not a projection of this backbone (it has: {string.Join(", ", known.Order())})");
+            throw new LsvcrException($"lora-targets: '{unknown}' is not a projection of this backbone (it has: {string.Join(", ", known.Order())})");
         foreach (var (_, p) in model.named_parameters()) p.requires_grad = false;
         var adapted = new List<string>();
         foreach (var (name, module) in layers)

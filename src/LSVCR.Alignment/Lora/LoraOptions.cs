@@ -17,8 +17,8 @@ public sealed record LoraOptions
 
     public void Validate()
     {
-        if (Rank < 1) throw new LsvcrException($"--lora-rank must be at least 1, got {Rank}", ErrorKind.BadInput);
-        if (Alpha <= 0) throw new LsvcrException($"--lora-alpha must be positive, got {Alpha}", ErrorKind.BadInput);
-        if (Dropout is < 0 or >= 1) throw new LsvcrException($"--lora-dropout must be in [0, 1), got {Dropout}", ErrorKind.BadInput);
+        if (Rank < 1) throw new LsvcrException($"lora-rank must be at least 1, got {Rank}", ErrorKind.BadInput);
+        if (Alpha <= 0) throw new LsvcrException($"lora-alpha must be positive, got {Alpha}", ErrorKind.BadInput);
+        if (Dropout is < 0 or >= 1) throw new LsvcrException($"lora-dropout must be in [0, 1), got {Dropout}", ErrorKind.BadInput);
     }
 }

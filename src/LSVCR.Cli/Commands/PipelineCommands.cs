@@ -23,7 +23,7 @@ public static class PipelineCommands
         var settings = TrainingSettingsOptions.Create(defaults.Training, "seed", "init");
         var variants = new Option<string[]>("--variants")
         {
-            Description = $"Variants to train and evaluate: {string.Join(", ", ExperimentOptions.AllVariants)}.",
+            Description = $"Variants to train and evaluate (any case): {string.Join(", ", ExperimentOptions.AllVariants)}.",
             AllowMultipleArgumentsPerToken = true,
             DefaultValueFactory = _ => [.. defaults.Variants],
         };
@@ -51,7 +51,7 @@ public static class PipelineCommands
                 DataDir = parse.GetValue(data),
                 Synth = defaults.Synth with { Users = parse.GetValue(users), Videos = parse.GetValue(videos), Seed = seedValue },
                 Embed = defaults.Embed with { Encoder = parse.GetValue(encoder)! },
-                Variants = ParseList(parse.GetValue(variants)!, "--variants", ExperimentOptions.AllVariants),
+                Variants = Variants.ParseList(parse.GetValue(variants)!),
                 Tasks = [.. ParseList(parse.GetValue(tasks)!, "--tasks", ["rec", "commrank"]).Select(ParseTask)],
                 Training = training,
                 Evaluation = defaults.Evaluation with { Seed = seedValue, CpuKernels = training.CpuKernels },

@@ -42,8 +42,10 @@ public static class TrainingCommands
         var data = DataOption();
         var embeddings = EmbeddingsOption();
         var output = new Option<string>("--out") { Description = "Run folder: best/ (best validation checkpoint), last/ (resume state), history.json. Rerunning the same command resumes.", Required = true };
-        var variant = new Option<string>("--variant") { Description = "Model variant.", DefaultValueFactory = _ => Variants.Full }
-            .AcceptOnlyFromAmong(Variants.Full, Variants.IdOnly, Variants.TextOnly, Variants.NoComments);
+        var variant = new Option<string>("--variant")
+        {
+            Description = $"Model variant (any case): {string.Join(", ", Variants.All.Where(Variants.IsTrained))}.", DefaultValueFactory = _ => Variants.Full,
+        };
         var opts = TrainingSettingsOptions.Create(new TrainOptions());
         var command = new Command("train", "Stage-2 fine-tuning of the SR model on one task: AdamW, per-epoch validation ndcg@5, early stopping, best and resumable last checkpoints.")
         {
@@ -52,12 +54,13 @@ public static class TrainingCommands
         opts.AddTo(command);
         CliAction.Set(command, async (parse, ct) =>
         {
+            var variantName = TrainedVariant(parse.GetValue(variant)!);
             var options = Effective(opts.Read(parse, new TrainOptions()));
             var (dataset, photos, comments) = await LoadAsync(parse.GetValue(data)!, parse.GetValue(embeddings)!);
             HostOptions.Apply(options.Threads);
             var outDir = parse.GetValue(output)!;
             var result = await CliProgress.RunAsync(p => FineTuner.RunAsync(dataset, photos, comments, Protocols.ParseTask(parse.GetValue(task)!),
-                parse.GetValue(variant)!, outDir, options, progress: p, ct: ct));
+                variantName, outDir, options, progress: p, ct: ct));
             var table = new Table().AddColumns("epoch", "loss", "val ndcg@5", "val ndcg@10", "samples/s", "");
             foreach (var e in result.History)
                 table.AddRow(e.Epoch.ToString(Inv), e.Loss.ToString("F4", Inv), e.Validation.GetValueOrDefault("ndcg@5").ToString("F4", Inv),
@@ -123,7 +126,7 @@ public static class TrainingCommands
         var data = DataOption();
         var embeddings = EmbeddingsOption();
         var output = new Option<string>("--out") { Description = "Experiment folder: one run folder per task/variant, report.md, report.json. Reruns skip finished runs.", Required = true };
-        var variants = new Option<string>("--variants") { Description = "Comma-separated variants.", DefaultValueFactory = _ => string.Join(",", ExperimentOptions.AllVariants) };
+        var variants = new Option<string>("--variants") { Description = "Comma-separated variants (any case).", DefaultValueFactory = _ => string.Join(",", ExperimentOptions.AllVariants) };
         var tasks = new Option<string>("--tasks") { Description = "Comma-separated tasks.", DefaultValueFactory = _ => "rec,commrank" };
         var opts = TrainingSettingsOptions.Create(new TrainOptions());
         var command = new Command("experiment", "Train and evaluate every variant (full, id-only, text-only, no-comments, popularity) on both tasks and write report.md / report.json.")
@@ -136,13 +139,12 @@ public static class TrainingCommands
             var options = new ExperimentOptions
             {
                 OutDir = parse.GetValue(output)!,
-                Variants = Split(parse.GetValue(variants)!),
+                Variants = Variants.ParseList([parse.GetValue(variants)!]),
                 Tasks = [.. Split(parse.GetValue(tasks)!).Select(Protocols.ParseTask)],
                 Training = Effective(opts.Read(parse, new TrainOptions())),
             };
             options = options with { Evaluation = options.Evaluation with { CpuKernels = options.Training.CpuKernels } };
             HostOptions.Apply(options.Training.Threads);
-            foreach (var v in options.Variants) Variants.Check(v);
             var (dataset, photos, comments) = await LoadAsync(parse.GetValue(data)!, parse.GetValue(embeddings)!);
             var report = await CliProgress.RunAsync(p => ExperimentRunner.RunAsync(dataset, photos, comments, options, p, ct));
             foreach (var group in report.Rows.GroupBy(r => (r.Task, r.Protocol)))
@@ -174,12 +176,12 @@ public static class TrainingCommands
         };
         CliAction.Set(command, async (parse, ct) =>
         {
-            Variants.Check(parse.GetValue(variant)!);
+            var variantName = TrainedVariant(parse.GetValue(variant)!);
             var (dataset, photos, comments) = await LoadAsync(parse.GetValue(data)!, parse.GetValue(embeddings)!);
             var options = new TrainOptions { BatchSize = parse.GetValue(batch), CpuKernels = !parse.GetValue(noCpuKernels) };
             HostOptions.Apply(threads: null);
             var r = await CliProgress.RunAsync(p => Task.Factory.StartNew(() => TrainingBench.Measure(dataset, photos, comments,
-                Protocols.ParseTask(parse.GetValue(task)!), parse.GetValue(variant)!, options, parse.GetValue(batches), p, ct),
+                Protocols.ParseTask(parse.GetValue(task)!), variantName, options, parse.GetValue(batches), p, ct),
                 ct, TaskCreationOptions.LongRunning, TaskScheduler.Default));
             AnsiConsole.MarkupLineInterpolated($"{r.Batches} batches of {r.BatchSize}");
             AnsiConsole.MarkupLineInterpolated($"  batch assembly alone: {r.AssemblySamplesPerSecond:N0} samples/s");
@@ -188,6 +190,14 @@ public static class TrainingCommands
             return 0;
         });
         return command;
+    }
+
+    /// <summary>train and bench fine-tune take one variant that has a model (any case, as experiment and pipeline).</summary>
+    private static string TrainedVariant(string name)
+    {
+        var variant = Variants.Parse(name);
+        return Variants.IsTrained(variant) ? variant
+            : throw new LsvcrException($"variant '{variant}' has no model to train (experiment and pipeline evaluate it as a baseline)");
     }
 
     private static string[] Split(string csv) => csv.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
