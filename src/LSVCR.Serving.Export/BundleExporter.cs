@@ -30,11 +30,6 @@ public sealed record ExportOptions
 /// </summary>
 public static class BundleExporter
 {
-    /// <summary>The ONNX user encoders average the most recent this-many comments of a comment-history entry (the
-    /// graph takes a fixed [B, L, K] comment tensor). Training and the TorchSharp model average all of an entry's
-    /// comments, so serving differs from them on entries with more comments than this: a known gap (docs/serving.md).</summary>
-    public const int MaxEntryComments = 16;
-
     public static BundleManifest Export(ExportOptions o, IProgress<JobProgress>? progress = null)
     {
         progress?.Report(new("read dataset", 0, 4));
@@ -69,7 +64,6 @@ public static class BundleExporter
                 Comments = catalog.CommentCount - 1,
                 Hidden = rec.Shape.Hidden,
                 MaxHistory = rec.MaxPosition,
-                MaxEntryComments = MaxEntryComments,
                 Temperature = rec.Shape.Temperature,
                 Rec = rec.Info,
                 CommRank = commRank.Info,

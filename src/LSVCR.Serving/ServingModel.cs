@@ -161,8 +161,8 @@ public sealed class ServingModel : IDisposable
     public RecOutput EncodeRec(IReadOnlyList<UserHistory> users)
     {
         using var inputs = new BatchInputs(users, Manifest.Rec.UsesCommentHistory);
-        var names = new[] { "video_history", "entry_videos", "entry_comments", "comment_table", "comment_scale" };
-        var values = new[] { inputs.Videos, inputs.EntryVideos, inputs.EntryComments, _recCommentTable, _recCommentScale };
+        var names = new[] { "video_history", "entry_videos", "comment_ids", "comment_slots", "comment_table", "comment_scale" };
+        var values = new[] { inputs.Videos, inputs.EntryVideos, inputs.CommentIds, inputs.CommentSlots, _recCommentTable, _recCommentScale };
         var outputs = _rec.Run(_runOptions, names, values, ["user", "scores"]);
         return new RecOutput(outputs, users.Count, Hidden, VideoCount);
     }
@@ -173,8 +173,8 @@ public sealed class ServingModel : IDisposable
         using var inputs = new BatchInputs(users, Manifest.CommRank.UsesCommentHistory);
         var video = watched.Select(v => (long)v).ToArray();
         using var videoValue = OrtValue.CreateTensorValueFromMemory(video, [video.Length]);
-        var names = new[] { "video_history", "entry_videos", "entry_comments", "comment_table", "comment_scale", "video" };
-        var values = new[] { inputs.Videos, inputs.EntryVideos, inputs.EntryComments, _commentTable, _commentScale, videoValue };
+        var names = new[] { "video_history", "entry_videos", "comment_ids", "comment_slots", "comment_table", "comment_scale", "video" };
+        var values = new[] { inputs.Videos, inputs.EntryVideos, inputs.CommentIds, inputs.CommentSlots, _commentTable, _commentScale, videoValue };
         using var outputs = _commRank.Run(_runOptions, names, values, ["user"]);
         return outputs[0].GetTensorDataAsSpan<float>().ToArray();
     }
@@ -204,27 +204,32 @@ public sealed class ServingModel : IDisposable
         foreach (var v in new[] { _recCommentTable, _recCommentScale, _commentTable, _commentScale }) v.Dispose();
     }
 
-    /// <summary>The id tensors of a batch: left-aligned, 0-padded, lengths ≥ 1 (an empty history is one pad position,
-    /// as the model's own batching does).</summary>
+    /// <summary>The id tensors of a batch: histories left-aligned and 0-padded, lengths ≥ 1 (an empty history is one
+    /// pad position, as the model's own batching does); every entry's comments flat, each with its entry's slot
+    /// (row · Lc + position), all of them (no cap: the model averages them all). A batch without comments feeds one pad
+    /// id 0, which the graph excludes from every mean.</summary>
     private sealed class BatchInputs : IDisposable
     {
         public OrtValue Videos { get; }
         public OrtValue EntryVideos { get; }
-        public OrtValue EntryComments { get; }
+        public OrtValue CommentIds { get; }
+        public OrtValue CommentSlots { get; }
 
         public BatchInputs(IReadOnlyList<UserHistory> users, bool useComments)
         {
-            int b = users.Count, lp = 1, lc = 1, k = 1;
+            int b = users.Count, lp = 1, lc = 1, n = 0;
             foreach (var u in users)
             {
                 lp = Math.Max(lp, u.Videos.Length);
                 if (!useComments) continue;
                 lc = Math.Max(lc, u.EntryVideos.Length);
-                foreach (var e in u.EntryComments) k = Math.Max(k, e.Length);
+                foreach (var e in u.EntryComments) n += e.Length;
             }
             var videos = new long[b * lp];
             var entries = new long[b * lc];
-            var comments = new long[b * lc * k];
+            var ids = new long[Math.Max(n, 1)];
+            var slots = new long[ids.Length];
+            int at = 0;
             for (int row = 0; row < b; row++)
             {
                 var u = users[row];
@@ -233,20 +238,25 @@ public sealed class ServingModel : IDisposable
                 for (int j = 0; j < u.EntryVideos.Length; j++)
                 {
                     entries[row * lc + j] = u.EntryVideos[j];
-                    var cs = u.EntryComments[j];
-                    for (int q = 0; q < cs.Length; q++) comments[(row * lc + j) * k + q] = cs[q];
+                    foreach (var c in u.EntryComments[j])
+                    {
+                        ids[at] = c;
+                        slots[at++] = row * lc + j;
+                    }
                 }
             }
             Videos = OrtValue.CreateTensorValueFromMemory(videos, [b, lp]);
             EntryVideos = OrtValue.CreateTensorValueFromMemory(entries, [b, lc]);
-            EntryComments = OrtValue.CreateTensorValueFromMemory(comments, [b, lc, k]);
+            CommentIds = OrtValue.CreateTensorValueFromMemory(ids, [ids.Length]);
+            CommentSlots = OrtValue.CreateTensorValueFromMemory(slots, [slots.Length]);
         }
 
         public void Dispose()
         {
             Videos.Dispose();
             EntryVideos.Dispose();
-            EntryComments.Dispose();
+            CommentIds.Dispose();
+            CommentSlots.Dispose();
         }
     }
 }
@@ -273,8 +283,8 @@ public static class HistoryResolver
     /// <summary>
     /// Maps external ids to the model's internal ids. Unknown ids are dropped and listed (an entry whose video is
     /// unknown is dropped whole); then the most recent <see cref="BundleManifest.MaxHistory"/> videos and entries are
-    /// kept, and per entry the most recent <see cref="BundleManifest.MaxEntryComments"/> known comments — the cut the
-    /// model was trained with.
+    /// kept — the window the model was trained with — each entry with all its known comments (the model averages
+    /// them all; the request's id limit bounds their number).
     /// </summary>
     public static ResolvedHistory Resolve(ServingModel model, IReadOnlyList<string> videos, IReadOnlyList<CommentEntry> entries)
     {
@@ -296,7 +306,7 @@ public static class HistoryResolver
             foreach (var c in e.Comments)
                 if (model.CommentIndex.TryGetValue(c, out var id)) cs.Add(id); else unknownComments.Add(c);
             entryVideos.Add(v);
-            entryComments.Add([.. cs.Skip(Math.Max(0, cs.Count - model.Manifest.MaxEntryComments))]);
+            entryComments.Add([.. cs]);
         }
         var max = model.Manifest.MaxHistory;
         int skipV = Math.Max(0, known.Count - max), skipE = Math.Max(0, entryVideos.Count - max);
