@@ -20,6 +20,10 @@ public sealed record ExportOptions
     public required string Out { get; init; }
     /// <summary>The training run the checkpoints belong to (default: the folder holding the rec/ and commrank/ runs).</summary>
     public string? TrainingRun { get; init; }
+    /// <summary>What the manifest names as the dataset / embeddings (default: their full paths; the publish step
+    /// gives the artifact sets, since its paths are a worker's cache).</summary>
+    public string? DatasetLabel { get; init; }
+    public string? EmbeddingsLabel { get; init; }
 }
 
 /// <summary>
@@ -58,8 +62,8 @@ public static class BundleExporter
                 ModelVersion = BundleManifest.VersionOf(files),
                 CreatedAt = DateTimeOffset.UtcNow,
                 TrainingRun = o.TrainingRun ?? Path.GetFullPath(Path.Combine(ModelStore.Locate(o.Rec), "..", "..", "..")),
-                Dataset = Path.GetFullPath(o.Data),
-                Embeddings = Path.GetFullPath(o.Embeddings),
+                Dataset = o.DatasetLabel ?? Path.GetFullPath(o.Data),
+                Embeddings = o.EmbeddingsLabel ?? Path.GetFullPath(o.Embeddings),
                 Videos = catalog.PhotoCount - 1,
                 Comments = catalog.CommentCount - 1,
                 Hidden = rec.Shape.Hidden,

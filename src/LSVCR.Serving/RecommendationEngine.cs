@@ -65,6 +65,9 @@ public sealed class RecommendationEngine : IAsyncDisposable
         await _loading.WaitAsync(ct).ConfigureAwait(false);
         try
         {
+            // The watcher and the ModelPublished consumer may both ask for the same new bundle: load it once.
+            try { if (BundleManifest.Read(dir).ModelVersion == Volatile.Read(ref _current)?.Version) return (true, null); }
+            catch (LsvcrException) { } // ServingModel.Load reports it below
             ServingModel next;
             try
             {

@@ -17,6 +17,8 @@ public sealed class SuiteFixture : IAsyncLifetime
     private DistributedApplication? app;
 
     public HttpClient Api { get; private set; } = null!;
+    /// <summary>The AppHost's Serving service (ready only once a published model is live).</summary>
+    public HttpClient Serving { get; private set; } = null!;
     public IArtifactStore Store { get; private set; } = null!;
     public string StorageConnection { get; private set; } = "";
 
@@ -25,14 +27,16 @@ public sealed class SuiteFixture : IAsyncLifetime
         // The test runs as root: the broker's data folder must be reachable by the rabbitmq user it drops to.
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(localData, (UnixFileMode)0b111_101_101);
         var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.LSVCR_AppHost>(
-            [$"--LocalData={localData}", "--RunsApiPort=0", "--FineTuningReplicas=2"],
+            [$"--LocalData={localData}", "--RunsApiPort=0", "--ServingPort=0", "--FineTuningReplicas=2"],
             (options, _) => options.DisableDashboard = true);
         app = await builder.BuildAsync();
         using var startup = new CancellationTokenSource(TimeSpan.FromMinutes(5));
         await app.StartAsync(startup.Token);
         foreach (var service in new[] { "runs-api", "embeddings", "evaluation" })
             await app.ResourceNotifications.WaitForResourceHealthyAsync(service, startup.Token);
+        await app.ResourceNotifications.WaitForResourceAsync("serving", KnownResourceStates.Running, startup.Token);
         Api = app.CreateHttpClient("runs-api");
+        Serving = app.CreateHttpClient("serving");
         StorageConnection = await app.GetConnectionStringAsync("storage", startup.Token)
                             ?? throw new InvalidOperationException("storage has no connection string");
         Store = ArtifactStores.Create(new ArtifactStoreOptions
@@ -45,6 +49,7 @@ public sealed class SuiteFixture : IAsyncLifetime
     public async Task DisposeAsync()
     {
         Api?.Dispose();
+        Serving?.Dispose();
         if (app is not null)
         {
             await app.StopAsync();
