@@ -71,7 +71,14 @@ public sealed class RecommendationEngine : IAsyncDisposable
             ServingModel next;
             try
             {
-                next = await Task.Run(() => ServingModel.Load(dir, _options), ct).ConfigureAwait(false);
+                var loading = BackgroundLoad.Run(() => ServingModel.Load(dir, _options), "lsvcr bundle load");
+                try { next = await loading.WaitAsync(ct).ConfigureAwait(false); }
+                catch (OperationCanceledException)
+                {
+                    // Shutting down: the load finishes on its own thread; its model is not used.
+                    _ = loading.ContinueWith(t => { if (t.IsCompletedSuccessfully) t.Result.Dispose(); }, TaskScheduler.Default);
+                    throw;
+                }
             }
             catch (Exception e) when (e is LsvcrException or IOException or UnauthorizedAccessException)
             {

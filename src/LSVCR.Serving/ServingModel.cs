@@ -21,7 +21,6 @@ public sealed class ServingModel : IDisposable
     private readonly InferenceSession _rec;
     private readonly InferenceSession _commRank;
     private readonly OrtValue _recCommentTable, _recCommentScale, _commentTable, _commentScale;
-    private readonly float[] _commentVectors;
     private readonly RunOptions _runOptions = new();
     private int _refs = 1; // the engine's own reference while the model is current
     private int _disposed;
@@ -53,17 +52,27 @@ public sealed class ServingModel : IDisposable
         string P(string name) => Path.Combine(dir, name);
         // The video vectors live in the Rec graph (packed once for the GEMM); the file gives the catalogue shape.
         var video = Npy.ReadShape(P(BundleFiles.VideoVectors));
-        var comments = ReadMatrix(P(BundleFiles.CommentVectors));
-        var commentNorms = ReadMatrix(P(BundleFiles.CommentNorms));
-        var recComments = ReadMatrix(P(BundleFiles.RecCommentVectors));
-        var recNorms = ReadMatrix(P(BundleFiles.RecCommentNorms));
-        Hidden = video.Cols;
-        VideoCount = video.Rows;
-        CommentCount = comments.Rows;
-        if (manifest.Hidden != Hidden || comments.Cols != Hidden || recComments.Cols != Hidden || recComments.Rows != CommentCount
-            || commentNorms.Rows != CommentCount || recNorms.Rows != CommentCount || manifest.Videos != VideoCount - 1 || manifest.Comments != CommentCount - 1)
-            throw new LsvcrException($"{dir}: the bundle's tables disagree with its manifest ({VideoCount}×{Hidden} videos, {CommentCount}×{comments.Cols} comments; manifest {manifest.Videos + 1} / {manifest.Comments + 1}, hidden {manifest.Hidden})");
-        _commentVectors = comments.Data;
+        // The big tables go to native memory (ONNX Runtime's allocator), read straight from the files: no managed
+        // arrays of hundreds of MB, so loading a bundle during a swap adds no GC work for the request threads, and a
+        // retired model frees them at once on Dispose.
+        try
+        {
+            _commentTable = ReadNative(P(BundleFiles.CommentVectors), out var cRows, out var cCols);
+            _commentScale = ReadNative(P(BundleFiles.CommentNorms), out var nRows, out _);
+            _recCommentTable = ReadNative(P(BundleFiles.RecCommentVectors), out var rRows, out var rCols);
+            _recCommentScale = ReadNative(P(BundleFiles.RecCommentNorms), out var rnRows, out _);
+            Hidden = video.Cols;
+            VideoCount = video.Rows;
+            CommentCount = cRows;
+            if (manifest.Hidden != Hidden || cCols != Hidden || rCols != Hidden || rRows != CommentCount
+                || nRows != CommentCount || rnRows != CommentCount || manifest.Videos != VideoCount - 1 || manifest.Comments != CommentCount - 1)
+                throw new LsvcrException($"{dir}: the bundle's tables disagree with its manifest ({VideoCount}×{Hidden} videos, {CommentCount}×{cCols} comments; manifest {manifest.Videos + 1} / {manifest.Comments + 1}, hidden {manifest.Hidden})");
+        }
+        catch
+        {
+            DisposeTables();
+            throw;
+        }
         InverseTemperature = (float)(1 / manifest.Temperature);
 
         VideoIds = ReadJson<string[]>(P(BundleFiles.VideoIds));
@@ -83,13 +92,18 @@ public sealed class ServingModel : IDisposable
         if (Popular.Length != PopularityScore.Length || Popular.Any(v => v <= 0 || v >= VideoCount))
             throw new LsvcrException($"{P(BundleFiles.Popularity)}: ranking does not fit the catalogue");
 
-        // The big tables are handed to ONNX Runtime once, pinned, and fed to every Run without a copy.
-        _recCommentTable = OrtValue.CreateTensorValueFromMemory(recComments.Data, [CommentCount, Hidden]);
-        _recCommentScale = OrtValue.CreateTensorValueFromMemory(recNorms.Data, [CommentCount, 1]);
-        _commentTable = OrtValue.CreateTensorValueFromMemory(comments.Data, [CommentCount, Hidden]);
-        _commentScale = OrtValue.CreateTensorValueFromMemory(commentNorms.Data, [CommentCount, 1]);
-        _rec = new InferenceSession(P(BundleFiles.RecEncoder), options);
-        _commRank = new InferenceSession(P(BundleFiles.CommRankEncoder), options);
+        // The tables are fed to every Run as they are (no copy); the sessions own the graphs' initializers.
+        try
+        {
+            _rec = new InferenceSession(P(BundleFiles.RecEncoder), options);
+            _commRank = new InferenceSession(P(BundleFiles.CommRankEncoder), options);
+        }
+        catch
+        {
+            _rec?.Dispose();
+            DisposeTables();
+            throw;
+        }
         LoadTime = sw.Elapsed;
     }
 
@@ -135,7 +149,33 @@ public sealed class ServingModel : IDisposable
         }
     }
 
-    private static FloatMatrix ReadMatrix(string path) => Npy.Read(path);
+    /// <summary>A float32 [rows, cols] .npy file into a tensor in ONNX Runtime's native memory (the data follows the
+    /// header, so it starts at file length − rows·cols·4).</summary>
+    private static OrtValue ReadNative(string path, out int rows, out int cols)
+    {
+        (rows, cols) = Npy.ReadShape(path);
+        long bytes = (long)rows * cols * sizeof(float);
+        using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+        long offset = f.Length - bytes;
+        if (offset < 10 || offset > 1 << 20) throw new NpyFormatException(path, $"expected float32 data of shape ({rows}, {cols}) after the header ({f.Length} bytes)");
+        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float, [rows, cols]);
+        try
+        {
+            f.Seek(offset, SeekOrigin.Begin);
+            f.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(value.GetTensorMutableDataAsSpan<float>()));
+            return value;
+        }
+        catch
+        {
+            value.Dispose();
+            throw;
+        }
+    }
+
+    private void DisposeTables()
+    {
+        foreach (var v in new[] { _recCommentTable, _recCommentScale, _commentTable, _commentScale }) v?.Dispose();
+    }
 
     private static T ReadJson<T>(string path)
     {
@@ -155,7 +195,7 @@ public sealed class ServingModel : IDisposable
 
     public ReadOnlySpan<int> CommentsOf(int video) => VideoComments.AsSpan(CommentOffsets[video], CommentOffsets[video + 1] - CommentOffsets[video]);
 
-    public ReadOnlySpan<float> CommentVector(int comment) => _commentVectors.AsSpan(comment * Hidden, Hidden);
+    public ReadOnlySpan<float> CommentVector(int comment) => _commentTable.GetTensorDataAsSpan<float>().Slice(comment * Hidden, Hidden);
 
     /// <summary>Rec: one ONNX call for the batch; the result holds the user vectors [B, d] and the scores [B, V].</summary>
     public RecOutput EncodeRec(IReadOnlyList<UserHistory> users)
@@ -201,7 +241,7 @@ public sealed class ServingModel : IDisposable
         _rec.Dispose();
         _commRank.Dispose();
         _runOptions.Dispose();
-        foreach (var v in new[] { _recCommentTable, _recCommentScale, _commentTable, _commentScale }) v.Dispose();
+        DisposeTables();
     }
 
     /// <summary>The id tensors of a batch: histories left-aligned and 0-padded, lengths ≥ 1 (an empty history is one
