@@ -71,7 +71,8 @@ public sealed class RecommendationEngine : IAsyncDisposable
             ServingModel next;
             try
             {
-                var loading = BackgroundLoad.Run(() => ServingModel.Load(dir, _options), "lsvcr bundle load");
+                var current = Volatile.Read(ref _current); // loads are serialised: it stays current until this one swaps
+                var loading = BackgroundLoad.Run(() => ServingModel.Load(dir, _options, current), "lsvcr bundle load");
                 try { next = await loading.WaitAsync(ct).ConfigureAwait(false); }
                 catch (OperationCanceledException)
                 {

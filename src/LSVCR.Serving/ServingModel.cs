@@ -44,7 +44,7 @@ public sealed class ServingModel : IDisposable
     public int[] Popular { get; }
     public float[] PopularityScore { get; }
 
-    private ServingModel(string dir, BundleManifest manifest, SessionOptions options)
+    private ServingModel(string dir, BundleManifest manifest, SessionOptions options, ServingModel? catalogueFrom)
     {
         var sw = Stopwatch.StartNew();
         Directory = dir;
@@ -75,17 +75,35 @@ public sealed class ServingModel : IDisposable
         }
         InverseTemperature = (float)(1 / manifest.Temperature);
 
-        VideoIds = ReadJson<string[]>(P(BundleFiles.VideoIds));
-        CommentIds = ReadJson<string[]>(P(BundleFiles.CommentIds));
+        // Files whose hash equals the serving model's are that model's objects, reused: a new model of the same
+        // catalogue (the usual retrain) then allocates no id maps — a million strings and a dictionary over them,
+        // whose GC promotions paused the request threads during a swap.
+        bool Same(string file) => catalogueFrom is not null
+            && catalogueFrom.Manifest.Files.FirstOrDefault(f => f.Name == file)?.Sha256 is { } old
+            && manifest.Files.FirstOrDefault(f => f.Name == file)?.Sha256 == old;
+        if (Same(BundleFiles.VideoIds)) (VideoIds, VideoIndex) = (catalogueFrom!.VideoIds, catalogueFrom.VideoIndex);
+        else
+        {
+            VideoIds = ReadJson<string[]>(P(BundleFiles.VideoIds));
+            VideoIndex = Index(VideoIds, P(BundleFiles.VideoIds));
+        }
+        if (Same(BundleFiles.CommentIds)) (CommentIds, CommentIndex) = (catalogueFrom!.CommentIds, catalogueFrom.CommentIndex);
+        else
+        {
+            CommentIds = ReadJson<string[]>(P(BundleFiles.CommentIds));
+            CommentIndex = Index(CommentIds, P(BundleFiles.CommentIds));
+        }
         if (VideoIds.Length != VideoCount || CommentIds.Length != CommentCount)
             throw new LsvcrException($"{dir}: id maps hold {VideoIds.Length} videos / {CommentIds.Length} comments, the tables {VideoCount} / {CommentCount}");
-        VideoIndex = Index(VideoIds, P(BundleFiles.VideoIds));
-        CommentIndex = Index(CommentIds, P(BundleFiles.CommentIds));
-        var lists = ReadJson<CommentLists>(P(BundleFiles.VideoComments));
-        if (lists.Offsets.Length != VideoCount + 1 || lists.Offsets[^1] != lists.Comments.Length || lists.Comments.Any(c => c <= 0 || c >= CommentCount))
-            throw new LsvcrException($"{P(BundleFiles.VideoComments)}: comment lists do not fit the catalogue");
-        CommentOffsets = lists.Offsets;
-        VideoComments = lists.Comments;
+        if (Same(BundleFiles.VideoComments)) (CommentOffsets, VideoComments) = (catalogueFrom!.CommentOffsets, catalogueFrom.VideoComments);
+        else
+        {
+            var lists = ReadJson<CommentLists>(P(BundleFiles.VideoComments));
+            if (lists.Offsets.Length != VideoCount + 1 || lists.Offsets[^1] != lists.Comments.Length || lists.Comments.Any(c => c <= 0 || c >= CommentCount))
+                throw new LsvcrException($"{P(BundleFiles.VideoComments)}: comment lists do not fit the catalogue");
+            CommentOffsets = lists.Offsets;
+            VideoComments = lists.Comments;
+        }
         var popularity = ReadJson<PopularityFile>(P(BundleFiles.Popularity));
         Popular = popularity.Videos;
         PopularityScore = popularity.Counts;
@@ -111,8 +129,9 @@ public sealed class ServingModel : IDisposable
     private sealed record PopularityFile(int[] Videos, float[] Counts);
 
     /// <summary>Verifies the bundle against its manifest, loads it and warms both graphs up (first runs allocate and
-    /// plan); throws <see cref="LsvcrException"/> naming the file at fault.</summary>
-    public static ServingModel Load(string dir, ServingOptions options)
+    /// plan); throws <see cref="LsvcrException"/> naming the file at fault. <paramref name="catalogueFrom"/>: the model
+    /// being served, whose id maps and comment lists are reused where the new bundle's files are the same.</summary>
+    public static ServingModel Load(string dir, ServingOptions options, ServingModel? catalogueFrom = null)
     {
         var sw = Stopwatch.StartNew();
         var manifest = BundleManifest.Read(dir);
@@ -124,7 +143,7 @@ public sealed class ServingModel : IDisposable
         };
         if (options.Provider == "cuda") so.AppendExecutionProvider_CUDA();
         ServingModel model;
-        try { model = new ServingModel(dir, manifest, so); }
+        try { model = new ServingModel(dir, manifest, so, catalogueFrom); }
         catch (OnnxRuntimeException e) { throw new LsvcrException($"{dir}: ONNX Runtime cannot load the encoders ({e.Message})", e); }
         catch (Exception e) when (e is JsonException or NpyFormatException or IOException)
         {
