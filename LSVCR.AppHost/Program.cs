@@ -48,4 +48,13 @@ builder.AddProject<Projects.LSVCR_Evaluation>("evaluation")
     .WithReference(bus).WithReference(storage, "artifacts")
     .WaitFor(bus).WaitFor(storage);
 
+// Serving: loads each ModelPublished bundle (downloaded from the store) into a bundle root of its own and hot-swaps;
+// /health turns ready once a model is live.
+builder.AddProject<Projects.LSVCR_Serving_Api>("serving")
+    .WithHttpEndpoint(port: builder.Configuration.GetValue("ServingPort", 5190) is > 0 and var servingPort ? servingPort : null).WithHttpHealthCheck("/health")
+    .WithEnvironment("Serving__BundleRoot", Path.Combine(localData, "serving", "bundles"))
+    .WithEnvironment("Artifacts__CacheDirectory", Path.Combine(localData, "serving", "cache"))
+    .WithReference(bus).WithReference(storage, "artifacts")
+    .WaitFor(bus).WaitFor(storage);
+
 builder.Build().Run();

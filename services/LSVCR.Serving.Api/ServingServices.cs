@@ -10,7 +10,7 @@ namespace LSVCR.Serving.Api;
 
 public static class ServingServices
 {
-    /// <summary>Options (validated at start), the engine, the bundle watcher, health checks, OpenAPI, problem details, OpenTelemetry.</summary>
+    /// <summary>Options (validated at start), the engine, the bundle watcher, the ModelPublished consumer when a bus is configured, health checks, OpenAPI, problem details, OpenTelemetry.</summary>
     public static WebApplicationBuilder AddServingServices(this WebApplicationBuilder builder)
     {
         var services = builder.Services;
@@ -18,6 +18,7 @@ public static class ServingServices
         services.AddSingleton<ServingMetrics>();
         services.AddSingleton<RecommendationEngine>();
         services.AddHostedService<BundleWatcher>();
+        services.AddModelPublishedConsumer(builder.Configuration);
         services.AddProblemDetails();
         services.AddOpenApi(o => o.AddOperationTransformer(OpenApiExamples.Apply));
         services.AddHealthChecks()
@@ -65,7 +66,8 @@ internal sealed class ModelReadyCheck(RecommendationEngine engine) : IHealthChec
             : HealthCheckResult.Unhealthy("no model loaded yet"));
 }
 
-/// <summary>Polls the bundle root (the fallback to the ModelPublished event): the newest or pinned bundle is loaded
+/// <summary>Polls the bundle root (the fallback to the ModelPublished event, and how a restarted instance finds the
+/// bundles it installed): the newest or pinned bundle is loaded
 /// and swapped in. A failing poll is logged and the loop goes on.</summary>
 internal sealed class BundleWatcher(RecommendationEngine engine, IOptions<ServingOptions> options, ILogger<BundleWatcher> log) : BackgroundService
 {

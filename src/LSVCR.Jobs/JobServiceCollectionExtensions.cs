@@ -22,8 +22,12 @@ public static class JobServiceCollectionExtensions
     public static IServiceCollection AddAlignmentJob(this IServiceCollection services, IConfiguration configuration) =>
         services.AddJob<AlignmentJobOptions, AlignmentJobService>(configuration, AlignmentJobOptions.Section);
 
-    public static IServiceCollection AddEvaluationJob(this IServiceCollection services, IConfiguration configuration) =>
-        services.AddJob<EvaluationJobOptions, EvaluationJobService>(configuration, EvaluationJobOptions.Section);
+    /// <summary>The evaluation job and the serving-bundle export the publish step runs after it.</summary>
+    public static IServiceCollection AddEvaluationJob(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.TryAddSingleton<ServingBundleJobService>();
+        return services.AddJob<EvaluationJobOptions, EvaluationJobService>(configuration, EvaluationJobOptions.Section);
+    }
 
     public static IServiceCollection AddExperimentJob(this IServiceCollection services, IConfiguration configuration) =>
         services.AddJob<ExperimentJobOptions, ExperimentJobService>(configuration, ExperimentJobOptions.Section);

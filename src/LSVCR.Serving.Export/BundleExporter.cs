@@ -20,6 +20,10 @@ public sealed record ExportOptions
     public required string Out { get; init; }
     /// <summary>The training run the checkpoints belong to (default: the folder holding the rec/ and commrank/ runs).</summary>
     public string? TrainingRun { get; init; }
+    /// <summary>What the manifest names as the dataset / embeddings (default: their full paths; the publish step
+    /// gives the artifact sets, since its paths are a worker's cache).</summary>
+    public string? DatasetLabel { get; init; }
+    public string? EmbeddingsLabel { get; init; }
 }
 
 /// <summary>
@@ -30,11 +34,6 @@ public sealed record ExportOptions
 /// </summary>
 public static class BundleExporter
 {
-    /// <summary>The ONNX user encoders average the most recent this-many comments of a comment-history entry (the
-    /// graph takes a fixed [B, L, K] comment tensor). Training and the TorchSharp model average all of an entry's
-    /// comments, so serving differs from them on entries with more comments than this: a known gap (docs/serving.md).</summary>
-    public const int MaxEntryComments = 16;
-
     public static BundleManifest Export(ExportOptions o, IProgress<JobProgress>? progress = null)
     {
         progress?.Report(new("read dataset", 0, 4));
@@ -63,13 +62,12 @@ public static class BundleExporter
                 ModelVersion = BundleManifest.VersionOf(files),
                 CreatedAt = DateTimeOffset.UtcNow,
                 TrainingRun = o.TrainingRun ?? Path.GetFullPath(Path.Combine(ModelStore.Locate(o.Rec), "..", "..", "..")),
-                Dataset = Path.GetFullPath(o.Data),
-                Embeddings = Path.GetFullPath(o.Embeddings),
+                Dataset = o.DatasetLabel ?? Path.GetFullPath(o.Data),
+                Embeddings = o.EmbeddingsLabel ?? Path.GetFullPath(o.Embeddings),
                 Videos = catalog.PhotoCount - 1,
                 Comments = catalog.CommentCount - 1,
                 Hidden = rec.Shape.Hidden,
                 MaxHistory = rec.MaxPosition,
-                MaxEntryComments = MaxEntryComments,
                 Temperature = rec.Shape.Temperature,
                 Rec = rec.Info,
                 CommRank = commRank.Info,

@@ -29,8 +29,10 @@ internal sealed record EncoderShape(int Hidden, int Heads, int EncoderLayers, in
 /// embedding already added, and the CommRank query) are precomputed by the export into [V, d] tables held as
 /// initializers; comment texts enter through the bundle's [C, d] comment vectors × norms (graph inputs, shared with
 /// the candidate table so they are held once).
-/// <para>Inputs: <c>video_history</c> [B, Lp], <c>entry_videos</c> [B, Lc], <c>entry_comments</c> [B, Lc, K] (int64, 0 =
-/// pad; histories left-aligned, Lp, Lc ≥ 1), <c>comment_table</c> [C, d], <c>comment_scale</c> [C, 1]; CommRank also
+/// <para>Inputs: <c>video_history</c> [B, Lp], <c>entry_videos</c> [B, Lc] (int64, 0 = pad; histories left-aligned,
+/// Lp, Lc ≥ 1), the entries' comments as a flat bag: <c>comment_ids</c> [N] and <c>comment_slots</c> [N] (int64, the
+/// entry b·Lc + j each comment belongs to; N ≥ 1, a lone pad id 0 when the batch has no comments; any number of
+/// comments per entry), <c>comment_table</c> [C, d], <c>comment_scale</c> [C, 1]; CommRank also
 /// <c>video</c> [B]; Outputs: <c>user</c> [B, d] (normalised); Rec also
 /// <c>scores</c> [B, V] = user · video_vectorsᵀ / T (the full-catalogue product in the same call; the vectors are an initializer).</para>
 /// </summary>
@@ -70,7 +72,8 @@ internal sealed class UserEncoderGraph
         var d = _s.Hidden;
         var videoHistory = g.Input("video_history", DataType.Int64, "batch", "video_len");
         var entryVideos = g.Input("entry_videos", DataType.Int64, "batch", "entry_len");
-        var entryComments = g.Input("entry_comments", DataType.Int64, "batch", "entry_len", "entry_comments");
+        var commentIds = g.Input("comment_ids", DataType.Int64, "comments_in_batch");
+        var commentSlots = g.Input("comment_slots", DataType.Int64, "comments_in_batch");
         var commentTable = g.Input("comment_table", DataType.Float, "comments", d.ToString());
         var commentScale = g.Input("comment_scale", DataType.Float, "comments", "1");
         var video = rec ? null : g.Input("video", DataType.Int64, "batch");
@@ -82,14 +85,20 @@ internal sealed class UserEncoderGraph
         var xp = g.Op("Gather", history, videoHistory);
         var inP = LayerNorm(g.Op("Add", xp, Positions("pposition_embedding.weight", videoHistory)), "photo_layernorm");
 
-        // Step 1 + 3, comment history: title part + pc_merge's comment half of the mean of the entry's comment
-        // vectors (pad 0 excluded from sum and count; no comments → 0).
-        var present = g.Node("Cast", [g.Op("Greater", entryComments, g.Ints(0))], null, Int("to", (long)DataType.Float));
-        var presentCol = g.Op("Unsqueeze", present, g.Ints(-1));
-        var rows = g.Op("Mul", g.Op("Gather", commentTable, entryComments), g.Op("Mul", g.Op("Gather", commentScale, entryComments), presentCol));
-        var sum = g.Node("ReduceSum", [rows, g.Ints(2)], null, Int("keepdims", 0));
-        var count = g.Op("Max", g.Node("ReduceSum", [presentCol, g.Ints(2)], null, Int("keepdims", 0)), g.Scalar(1f));
-        var mean = g.Op("Div", sum, count);
+        // Step 1 + 3, comment history: title part + pc_merge's comment half of the mean of ALL the entry's comment
+        // vectors (MODEL.md: mean-mode comment bags, no cap). The comments come flat, each with its entry's slot
+        // (row-major b·Lc + j); ScatterND with reduction "add" sums rows and counts per slot in one pass each, in list
+        // order as CommentBags.Mean does. Pad id 0 is excluded from sum and count; a slot with no comments gives 0.
+        var present = g.Node("Cast", [g.Op("Greater", commentIds, g.Ints(0))], null, Int("to", (long)DataType.Float));
+        var presentCol = g.Op("Unsqueeze", present, g.Ints(-1));                                      // [N, 1]
+        var rows = g.Op("Mul", g.Op("Gather", commentTable, commentIds), g.Op("Mul", g.Op("Gather", commentScale, commentIds), presentCol)); // [N, d]
+        var slotIndex = g.Op("Unsqueeze", commentSlots, g.Ints(-1));                                  // [N, 1]
+        var slotCount = g.Op("Reshape", g.Op("Size", entryVideos), g.Ints(1));                        // [1] = B·Lc
+        string Zeros(long cols) => g.Node("ConstantOfShape", [g.Node("Concat", [slotCount, g.Ints(cols)], null, Int("axis", 0))], null, Tensor("value", ZeroFloat()));
+        var sum = g.Node("ScatterND", [Zeros(d), slotIndex, rows], null, Str("reduction", "add"));    // [B·Lc, d]
+        var count = g.Node("ScatterND", [Zeros(1), slotIndex, presentCol], null, Str("reduction", "add")); // [B·Lc, 1]
+        var flatMean = g.Op("Div", sum, g.Op("Max", count, g.Scalar(1f)));
+        var mean = g.Op("Reshape", flatMean, g.Node("Concat", [g.Op("Shape", entryVideos), g.Ints(d)], null, Int("axis", 0))); // [B, Lc, d]
         var pcMerge = _w("pc_merge.weight"); // [d, 2d]: [W_title | W_comment]
         var commentHalf = new float[d * d];
         for (int r = 0; r < d; r++) Array.Copy(pcMerge.Data, r * 2 * d + d, commentHalf, r * d, d);
@@ -163,11 +172,14 @@ internal sealed class UserEncoderGraph
         return ToAdditive(_g.Op("Mul", _g.Op("Unsqueeze", Visible(ids), _g.Ints(1, 2)), lower));
     }
 
-    private static TensorProto OneFloat()
+    private static TensorProto OneFloat() => FloatConstant(1f);
+    private static TensorProto ZeroFloat() => FloatConstant(0f);
+
+    private static TensorProto FloatConstant(float value)
     {
         var t = new TensorProto { DataType = (int)DataType.Float };
         t.Dims.Add(1);
-        t.FloatData.Add(1f);
+        t.FloatData.Add(value);
         return t;
     }
 

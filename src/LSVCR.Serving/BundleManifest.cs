@@ -34,7 +34,9 @@ public sealed record EncoderInfo
 public sealed record BundleManifest
 {
     public const string FileName = "manifest.json";
-    public const string CurrentFormat = "lsvcr-serving-bundle/1";
+    /// <summary>Format 2: the encoders take an entry's comments as a flat bag and average all of them (format 1 graphs
+    /// took a [B, L, 16] tensor, a cap the model does not have); format 1 bundles are refused and must be re-exported.</summary>
+    public const string CurrentFormat = "lsvcr-serving-bundle/2";
 
     [JsonPropertyName("format")] public string Format { get; init; } = CurrentFormat;
     [JsonPropertyName("model_version")] public required string ModelVersion { get; init; }
@@ -47,8 +49,6 @@ public sealed record BundleManifest
     [JsonPropertyName("comments")] public required int Comments { get; init; }
     [JsonPropertyName("hidden")] public required int Hidden { get; init; }
     [JsonPropertyName("max_history")] public required int MaxHistory { get; init; }
-    /// <summary>Comments per comment-history entry the model averages (the most recent ones are kept).</summary>
-    [JsonPropertyName("max_entry_comments")] public required int MaxEntryComments { get; init; }
     [JsonPropertyName("temperature")] public required double Temperature { get; init; }
     [JsonPropertyName("rec")] public required EncoderInfo Rec { get; init; }
     [JsonPropertyName("commrank")] public required EncoderInfo CommRank { get; init; }
@@ -67,7 +67,7 @@ public sealed record BundleManifest
             var m = JsonSerializer.Deserialize<BundleManifest>(File.ReadAllText(path), Json)
                     ?? throw new LsvcrException($"{path}: empty manifest", ErrorKind.BadInput);
             if (m.Format != CurrentFormat)
-                throw new LsvcrException($"{path}: field \"format\" is \"{m.Format}\", expected \"{CurrentFormat}\"", ErrorKind.BadInput);
+                throw new LsvcrException($"{path}: field \"format\" is \"{m.Format}\", expected \"{CurrentFormat}\" (re-export the bundle with this version's lsvcr export)", ErrorKind.BadInput);
             return m;
         }
         catch (JsonException e)

@@ -65,10 +65,21 @@ public sealed class RecommendationEngine : IAsyncDisposable
         await _loading.WaitAsync(ct).ConfigureAwait(false);
         try
         {
+            // The watcher and the ModelPublished consumer may both ask for the same new bundle: load it once.
+            try { if (BundleManifest.Read(dir).ModelVersion == Volatile.Read(ref _current)?.Version) return (true, null); }
+            catch (LsvcrException) { } // ServingModel.Load reports it below
             ServingModel next;
             try
             {
-                next = await Task.Run(() => ServingModel.Load(dir, _options), ct).ConfigureAwait(false);
+                var current = Volatile.Read(ref _current); // loads are serialised: it stays current until this one swaps
+                var loading = BackgroundLoad.Run(() => ServingModel.Load(dir, _options, current), "lsvcr bundle load");
+                try { next = await loading.WaitAsync(ct).ConfigureAwait(false); }
+                catch (OperationCanceledException)
+                {
+                    // Shutting down: the load finishes on its own thread; its model is not used.
+                    _ = loading.ContinueWith(t => { if (t.IsCompletedSuccessfully) t.Result.Dispose(); }, TaskScheduler.Default);
+                    throw;
+                }
             }
             catch (Exception e) when (e is LsvcrException or IOException or UnauthorizedAccessException)
             {

@@ -21,7 +21,6 @@ public sealed class ServingModel : IDisposable
     private readonly InferenceSession _rec;
     private readonly InferenceSession _commRank;
     private readonly OrtValue _recCommentTable, _recCommentScale, _commentTable, _commentScale;
-    private readonly float[] _commentVectors;
     private readonly RunOptions _runOptions = new();
     private int _refs = 1; // the engine's own reference while the model is current
     private int _disposed;
@@ -45,7 +44,7 @@ public sealed class ServingModel : IDisposable
     public int[] Popular { get; }
     public float[] PopularityScore { get; }
 
-    private ServingModel(string dir, BundleManifest manifest, SessionOptions options)
+    private ServingModel(string dir, BundleManifest manifest, SessionOptions options, ServingModel? catalogueFrom)
     {
         var sw = Stopwatch.StartNew();
         Directory = dir;
@@ -53,43 +52,76 @@ public sealed class ServingModel : IDisposable
         string P(string name) => Path.Combine(dir, name);
         // The video vectors live in the Rec graph (packed once for the GEMM); the file gives the catalogue shape.
         var video = Npy.ReadShape(P(BundleFiles.VideoVectors));
-        var comments = ReadMatrix(P(BundleFiles.CommentVectors));
-        var commentNorms = ReadMatrix(P(BundleFiles.CommentNorms));
-        var recComments = ReadMatrix(P(BundleFiles.RecCommentVectors));
-        var recNorms = ReadMatrix(P(BundleFiles.RecCommentNorms));
-        Hidden = video.Cols;
-        VideoCount = video.Rows;
-        CommentCount = comments.Rows;
-        if (manifest.Hidden != Hidden || comments.Cols != Hidden || recComments.Cols != Hidden || recComments.Rows != CommentCount
-            || commentNorms.Rows != CommentCount || recNorms.Rows != CommentCount || manifest.Videos != VideoCount - 1 || manifest.Comments != CommentCount - 1)
-            throw new LsvcrException($"{dir}: the bundle's tables disagree with its manifest ({VideoCount}×{Hidden} videos, {CommentCount}×{comments.Cols} comments; manifest {manifest.Videos + 1} / {manifest.Comments + 1}, hidden {manifest.Hidden})");
-        _commentVectors = comments.Data;
+        // The big tables go to native memory (ONNX Runtime's allocator), read straight from the files: no managed
+        // arrays of hundreds of MB, so loading a bundle during a swap adds no GC work for the request threads, and a
+        // retired model frees them at once on Dispose.
+        try
+        {
+            _commentTable = ReadNative(P(BundleFiles.CommentVectors), out var cRows, out var cCols);
+            _commentScale = ReadNative(P(BundleFiles.CommentNorms), out var nRows, out _);
+            _recCommentTable = ReadNative(P(BundleFiles.RecCommentVectors), out var rRows, out var rCols);
+            _recCommentScale = ReadNative(P(BundleFiles.RecCommentNorms), out var rnRows, out _);
+            Hidden = video.Cols;
+            VideoCount = video.Rows;
+            CommentCount = cRows;
+            if (manifest.Hidden != Hidden || cCols != Hidden || rCols != Hidden || rRows != CommentCount
+                || nRows != CommentCount || rnRows != CommentCount || manifest.Videos != VideoCount - 1 || manifest.Comments != CommentCount - 1)
+                throw new LsvcrException($"{dir}: the bundle's tables disagree with its manifest ({VideoCount}×{Hidden} videos, {CommentCount}×{cCols} comments; manifest {manifest.Videos + 1} / {manifest.Comments + 1}, hidden {manifest.Hidden})");
+        }
+        catch
+        {
+            DisposeTables();
+            throw;
+        }
         InverseTemperature = (float)(1 / manifest.Temperature);
 
-        VideoIds = ReadJson<string[]>(P(BundleFiles.VideoIds));
-        CommentIds = ReadJson<string[]>(P(BundleFiles.CommentIds));
+        // Files whose hash equals the serving model's are that model's objects, reused: a new model of the same
+        // catalogue (the usual retrain) then allocates no id maps — a million strings and a dictionary over them,
+        // whose GC promotions paused the request threads during a swap.
+        bool Same(string file) => catalogueFrom is not null
+            && catalogueFrom.Manifest.Files.FirstOrDefault(f => f.Name == file)?.Sha256 is { } old
+            && manifest.Files.FirstOrDefault(f => f.Name == file)?.Sha256 == old;
+        if (Same(BundleFiles.VideoIds)) (VideoIds, VideoIndex) = (catalogueFrom!.VideoIds, catalogueFrom.VideoIndex);
+        else
+        {
+            VideoIds = ReadJson<string[]>(P(BundleFiles.VideoIds));
+            VideoIndex = Index(VideoIds, P(BundleFiles.VideoIds));
+        }
+        if (Same(BundleFiles.CommentIds)) (CommentIds, CommentIndex) = (catalogueFrom!.CommentIds, catalogueFrom.CommentIndex);
+        else
+        {
+            CommentIds = ReadJson<string[]>(P(BundleFiles.CommentIds));
+            CommentIndex = Index(CommentIds, P(BundleFiles.CommentIds));
+        }
         if (VideoIds.Length != VideoCount || CommentIds.Length != CommentCount)
             throw new LsvcrException($"{dir}: id maps hold {VideoIds.Length} videos / {CommentIds.Length} comments, the tables {VideoCount} / {CommentCount}");
-        VideoIndex = Index(VideoIds, P(BundleFiles.VideoIds));
-        CommentIndex = Index(CommentIds, P(BundleFiles.CommentIds));
-        var lists = ReadJson<CommentLists>(P(BundleFiles.VideoComments));
-        if (lists.Offsets.Length != VideoCount + 1 || lists.Offsets[^1] != lists.Comments.Length || lists.Comments.Any(c => c <= 0 || c >= CommentCount))
-            throw new LsvcrException($"{P(BundleFiles.VideoComments)}: comment lists do not fit the catalogue");
-        CommentOffsets = lists.Offsets;
-        VideoComments = lists.Comments;
+        if (Same(BundleFiles.VideoComments)) (CommentOffsets, VideoComments) = (catalogueFrom!.CommentOffsets, catalogueFrom.VideoComments);
+        else
+        {
+            var lists = ReadJson<CommentLists>(P(BundleFiles.VideoComments));
+            if (lists.Offsets.Length != VideoCount + 1 || lists.Offsets[^1] != lists.Comments.Length || lists.Comments.Any(c => c <= 0 || c >= CommentCount))
+                throw new LsvcrException($"{P(BundleFiles.VideoComments)}: comment lists do not fit the catalogue");
+            CommentOffsets = lists.Offsets;
+            VideoComments = lists.Comments;
+        }
         var popularity = ReadJson<PopularityFile>(P(BundleFiles.Popularity));
         Popular = popularity.Videos;
         PopularityScore = popularity.Counts;
         if (Popular.Length != PopularityScore.Length || Popular.Any(v => v <= 0 || v >= VideoCount))
             throw new LsvcrException($"{P(BundleFiles.Popularity)}: ranking does not fit the catalogue");
 
-        // The big tables are handed to ONNX Runtime once, pinned, and fed to every Run without a copy.
-        _recCommentTable = OrtValue.CreateTensorValueFromMemory(recComments.Data, [CommentCount, Hidden]);
-        _recCommentScale = OrtValue.CreateTensorValueFromMemory(recNorms.Data, [CommentCount, 1]);
-        _commentTable = OrtValue.CreateTensorValueFromMemory(comments.Data, [CommentCount, Hidden]);
-        _commentScale = OrtValue.CreateTensorValueFromMemory(commentNorms.Data, [CommentCount, 1]);
-        _rec = new InferenceSession(P(BundleFiles.RecEncoder), options);
-        _commRank = new InferenceSession(P(BundleFiles.CommRankEncoder), options);
+        // The tables are fed to every Run as they are (no copy); the sessions own the graphs' initializers.
+        try
+        {
+            _rec = new InferenceSession(P(BundleFiles.RecEncoder), options);
+            _commRank = new InferenceSession(P(BundleFiles.CommRankEncoder), options);
+        }
+        catch
+        {
+            _rec?.Dispose();
+            DisposeTables();
+            throw;
+        }
         LoadTime = sw.Elapsed;
     }
 
@@ -97,8 +129,9 @@ public sealed class ServingModel : IDisposable
     private sealed record PopularityFile(int[] Videos, float[] Counts);
 
     /// <summary>Verifies the bundle against its manifest, loads it and warms both graphs up (first runs allocate and
-    /// plan); throws <see cref="LsvcrException"/> naming the file at fault.</summary>
-    public static ServingModel Load(string dir, ServingOptions options)
+    /// plan); throws <see cref="LsvcrException"/> naming the file at fault. <paramref name="catalogueFrom"/>: the model
+    /// being served, whose id maps and comment lists are reused where the new bundle's files are the same.</summary>
+    public static ServingModel Load(string dir, ServingOptions options, ServingModel? catalogueFrom = null)
     {
         var sw = Stopwatch.StartNew();
         var manifest = BundleManifest.Read(dir);
@@ -110,7 +143,7 @@ public sealed class ServingModel : IDisposable
         };
         if (options.Provider == "cuda") so.AppendExecutionProvider_CUDA();
         ServingModel model;
-        try { model = new ServingModel(dir, manifest, so); }
+        try { model = new ServingModel(dir, manifest, so, catalogueFrom); }
         catch (OnnxRuntimeException e) { throw new LsvcrException($"{dir}: ONNX Runtime cannot load the encoders ({e.Message})", e); }
         catch (Exception e) when (e is JsonException or NpyFormatException or IOException)
         {
@@ -135,7 +168,33 @@ public sealed class ServingModel : IDisposable
         }
     }
 
-    private static FloatMatrix ReadMatrix(string path) => Npy.Read(path);
+    /// <summary>A float32 [rows, cols] .npy file into a tensor in ONNX Runtime's native memory (the data follows the
+    /// header, so it starts at file length − rows·cols·4).</summary>
+    private static OrtValue ReadNative(string path, out int rows, out int cols)
+    {
+        (rows, cols) = Npy.ReadShape(path);
+        long bytes = (long)rows * cols * sizeof(float);
+        using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+        long offset = f.Length - bytes;
+        if (offset < 10 || offset > 1 << 20) throw new NpyFormatException(path, $"expected float32 data of shape ({rows}, {cols}) after the header ({f.Length} bytes)");
+        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float, [rows, cols]);
+        try
+        {
+            f.Seek(offset, SeekOrigin.Begin);
+            f.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(value.GetTensorMutableDataAsSpan<float>()));
+            return value;
+        }
+        catch
+        {
+            value.Dispose();
+            throw;
+        }
+    }
+
+    private void DisposeTables()
+    {
+        foreach (var v in new[] { _recCommentTable, _recCommentScale, _commentTable, _commentScale }) v?.Dispose();
+    }
 
     private static T ReadJson<T>(string path)
     {
@@ -155,14 +214,14 @@ public sealed class ServingModel : IDisposable
 
     public ReadOnlySpan<int> CommentsOf(int video) => VideoComments.AsSpan(CommentOffsets[video], CommentOffsets[video + 1] - CommentOffsets[video]);
 
-    public ReadOnlySpan<float> CommentVector(int comment) => _commentVectors.AsSpan(comment * Hidden, Hidden);
+    public ReadOnlySpan<float> CommentVector(int comment) => _commentTable.GetTensorDataAsSpan<float>().Slice(comment * Hidden, Hidden);
 
     /// <summary>Rec: one ONNX call for the batch; the result holds the user vectors [B, d] and the scores [B, V].</summary>
     public RecOutput EncodeRec(IReadOnlyList<UserHistory> users)
     {
         using var inputs = new BatchInputs(users, Manifest.Rec.UsesCommentHistory);
-        var names = new[] { "video_history", "entry_videos", "entry_comments", "comment_table", "comment_scale" };
-        var values = new[] { inputs.Videos, inputs.EntryVideos, inputs.EntryComments, _recCommentTable, _recCommentScale };
+        var names = new[] { "video_history", "entry_videos", "comment_ids", "comment_slots", "comment_table", "comment_scale" };
+        var values = new[] { inputs.Videos, inputs.EntryVideos, inputs.CommentIds, inputs.CommentSlots, _recCommentTable, _recCommentScale };
         var outputs = _rec.Run(_runOptions, names, values, ["user", "scores"]);
         return new RecOutput(outputs, users.Count, Hidden, VideoCount);
     }
@@ -173,8 +232,8 @@ public sealed class ServingModel : IDisposable
         using var inputs = new BatchInputs(users, Manifest.CommRank.UsesCommentHistory);
         var video = watched.Select(v => (long)v).ToArray();
         using var videoValue = OrtValue.CreateTensorValueFromMemory(video, [video.Length]);
-        var names = new[] { "video_history", "entry_videos", "entry_comments", "comment_table", "comment_scale", "video" };
-        var values = new[] { inputs.Videos, inputs.EntryVideos, inputs.EntryComments, _commentTable, _commentScale, videoValue };
+        var names = new[] { "video_history", "entry_videos", "comment_ids", "comment_slots", "comment_table", "comment_scale", "video" };
+        var values = new[] { inputs.Videos, inputs.EntryVideos, inputs.CommentIds, inputs.CommentSlots, _commentTable, _commentScale, videoValue };
         using var outputs = _commRank.Run(_runOptions, names, values, ["user"]);
         return outputs[0].GetTensorDataAsSpan<float>().ToArray();
     }
@@ -201,30 +260,35 @@ public sealed class ServingModel : IDisposable
         _rec.Dispose();
         _commRank.Dispose();
         _runOptions.Dispose();
-        foreach (var v in new[] { _recCommentTable, _recCommentScale, _commentTable, _commentScale }) v.Dispose();
+        DisposeTables();
     }
 
-    /// <summary>The id tensors of a batch: left-aligned, 0-padded, lengths ≥ 1 (an empty history is one pad position,
-    /// as the model's own batching does).</summary>
+    /// <summary>The id tensors of a batch: histories left-aligned and 0-padded, lengths ≥ 1 (an empty history is one
+    /// pad position, as the model's own batching does); every entry's comments flat, each with its entry's slot
+    /// (row · Lc + position), all of them (no cap: the model averages them all). A batch without comments feeds one pad
+    /// id 0, which the graph excludes from every mean.</summary>
     private sealed class BatchInputs : IDisposable
     {
         public OrtValue Videos { get; }
         public OrtValue EntryVideos { get; }
-        public OrtValue EntryComments { get; }
+        public OrtValue CommentIds { get; }
+        public OrtValue CommentSlots { get; }
 
         public BatchInputs(IReadOnlyList<UserHistory> users, bool useComments)
         {
-            int b = users.Count, lp = 1, lc = 1, k = 1;
+            int b = users.Count, lp = 1, lc = 1, n = 0;
             foreach (var u in users)
             {
                 lp = Math.Max(lp, u.Videos.Length);
                 if (!useComments) continue;
                 lc = Math.Max(lc, u.EntryVideos.Length);
-                foreach (var e in u.EntryComments) k = Math.Max(k, e.Length);
+                foreach (var e in u.EntryComments) n += e.Length;
             }
             var videos = new long[b * lp];
             var entries = new long[b * lc];
-            var comments = new long[b * lc * k];
+            var ids = new long[Math.Max(n, 1)];
+            var slots = new long[ids.Length];
+            int at = 0;
             for (int row = 0; row < b; row++)
             {
                 var u = users[row];
@@ -233,20 +297,25 @@ public sealed class ServingModel : IDisposable
                 for (int j = 0; j < u.EntryVideos.Length; j++)
                 {
                     entries[row * lc + j] = u.EntryVideos[j];
-                    var cs = u.EntryComments[j];
-                    for (int q = 0; q < cs.Length; q++) comments[(row * lc + j) * k + q] = cs[q];
+                    foreach (var c in u.EntryComments[j])
+                    {
+                        ids[at] = c;
+                        slots[at++] = row * lc + j;
+                    }
                 }
             }
             Videos = OrtValue.CreateTensorValueFromMemory(videos, [b, lp]);
             EntryVideos = OrtValue.CreateTensorValueFromMemory(entries, [b, lc]);
-            EntryComments = OrtValue.CreateTensorValueFromMemory(comments, [b, lc, k]);
+            CommentIds = OrtValue.CreateTensorValueFromMemory(ids, [ids.Length]);
+            CommentSlots = OrtValue.CreateTensorValueFromMemory(slots, [slots.Length]);
         }
 
         public void Dispose()
         {
             Videos.Dispose();
             EntryVideos.Dispose();
-            EntryComments.Dispose();
+            CommentIds.Dispose();
+            CommentSlots.Dispose();
         }
     }
 }
@@ -273,8 +342,8 @@ public static class HistoryResolver
     /// <summary>
     /// Maps external ids to the model's internal ids. Unknown ids are dropped and listed (an entry whose video is
     /// unknown is dropped whole); then the most recent <see cref="BundleManifest.MaxHistory"/> videos and entries are
-    /// kept, and per entry the most recent <see cref="BundleManifest.MaxEntryComments"/> known comments — the cut the
-    /// model was trained with.
+    /// kept — the window the model was trained with — each entry with all its known comments (the model averages
+    /// them all; the request's id limit bounds their number).
     /// </summary>
     public static ResolvedHistory Resolve(ServingModel model, IReadOnlyList<string> videos, IReadOnlyList<CommentEntry> entries)
     {
@@ -296,7 +365,7 @@ public static class HistoryResolver
             foreach (var c in e.Comments)
                 if (model.CommentIndex.TryGetValue(c, out var id)) cs.Add(id); else unknownComments.Add(c);
             entryVideos.Add(v);
-            entryComments.Add([.. cs.Skip(Math.Max(0, cs.Count - model.Manifest.MaxEntryComments))]);
+            entryComments.Add([.. cs]);
         }
         var max = model.Manifest.MaxHistory;
         int skipV = Math.Max(0, known.Count - max), skipE = Math.Max(0, entryVideos.Count - max);

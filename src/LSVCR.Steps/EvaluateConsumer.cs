@@ -16,7 +16,7 @@ namespace LSVCR.Steps;
 /// `lsvcr evaluate` runs), writes the run's report, applies the quality gate and, when it passes, publishes the bundle
 /// and <see cref="ModelPublished"/>.
 /// </summary>
-public sealed class EvaluateConsumer(EvaluationJobService job, IArtifactStore store, TimeProvider clock, ILogger<EvaluateConsumer> logger)
+public sealed class EvaluateConsumer(EvaluationJobService job, ServingBundleJobService export, IArtifactStore store, TimeProvider clock, ILogger<EvaluateConsumer> logger)
     : StepConsumer<Evaluate>(logger)
 {
     // camelCase like the Runs API: report.json and bundle.json are read by people and by Serving.
@@ -47,7 +47,7 @@ public sealed class EvaluateConsumer(EvaluationJobService job, IArtifactStore st
         if (!passed) return;
 
         var bundle = await PublishBundleAsync(m, report, ct);
-        await context.Publish(new ModelPublished(m.RunId, m.RunId.ToString("N"), bundle, report, clock.GetUtcNow()));
+        await context.Publish(new ModelPublished(m.RunId, bundle.ModelVersion, bundle.Bundle, report, clock.GetUtcNow()));
     }
 
     private async Task<ArtifactSetReference> PublishReportAsync(Evaluate m, List<EvaluationJobResult> results, string summary, CancellationToken ct)
@@ -71,16 +71,19 @@ public sealed class EvaluateConsumer(EvaluationJobService job, IArtifactStore st
         return await writer.CommitAsync(ct: ct);
     }
 
-    /// <summary>The published model: the checkpoint sets per task (the serving export builds on these).</summary>
-    private async Task<ArtifactSetReference> PublishBundleAsync(Evaluate m, ArtifactSetReference report, CancellationToken ct)
+    /// <summary>The published model: the serving bundle (<see cref="ServingBundleJobService"/>: ONNX user encoders,
+    /// candidate vectors, id maps, its manifest) with <c>bundle.json</c> beside it naming the checkpoint, dataset and
+    /// embeddings sets it was exported from.</summary>
+    private async Task<ServingBundleResult> PublishBundleAsync(Evaluate m, ArtifactSetReference report, CancellationToken ct)
     {
         var json = JsonSerializer.SerializeToUtf8Bytes(new
         {
             run = m.RunId, dataset = m.Dataset, embeddings = m.Embeddings, report,
             models = m.Models.ToDictionary(p => p.Key.FileStem(), p => p.Value),
         }, Json);
-        await using var writer = store.CreateSet(RunSets.Bundle(m.RunId), "bundle");
-        await writer.AddFileAsync("bundle.json", new MemoryStream(json), ct);
-        return await writer.CommitAsync(ct: ct);
+        ArtifactSetReference Model(TaskKind task) => m.Models.TryGetValue(task, out var model) ? model
+            : throw new LsvcrException($"run {m.RunId:N}: no {task} model to publish (the serving bundle needs both tasks)", ErrorKind.BadInput);
+        return await export.PublishAsync(new ServingBundleRequest(m.RunId.ToString("N"), m.Dataset.Files, m.Embeddings, Model(TaskKind.Rec), Model(TaskKind.CommRank),
+            RunSets.Bundle(m.RunId), new Dictionary<string, byte[]> { ["bundle.json"] = json }), ct);
     }
 }

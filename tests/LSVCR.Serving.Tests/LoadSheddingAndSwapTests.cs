@@ -99,6 +99,21 @@ public sealed class LoadSheddingAndSwapTests(BundlesFixture bundles) : IClassFix
     }
 
     [Fact]
+    public void A_new_model_of_the_same_catalogue_reuses_the_served_models_id_maps()
+    {
+        using var a = ServingModel.Load(bundles.A.BundleDir, new ServingOptions());
+        using var b = ServingModel.Load(bundles.B.BundleDir, new ServingOptions(), catalogueFrom: a);
+        Assert.NotEqual(a.Version, b.Version);
+        Assert.Same(a.CommentIds, b.CommentIds);
+        Assert.Same(a.CommentIndex, b.CommentIndex);
+        Assert.Same(a.VideoIndex, b.VideoIndex);
+        Assert.Same(a.VideoComments, b.VideoComments);
+        using var fresh = ServingModel.Load(bundles.B.BundleDir, new ServingOptions());
+        Assert.NotSame(a.CommentIds, fresh.CommentIds);
+        Assert.Equal(a.CommentIds, fresh.CommentIds);
+    }
+
+    [Fact]
     public async Task A_bundle_that_fails_to_verify_is_reported_and_the_old_model_stays()
     {
         var root = bundles.NewRoot(bundles.A);

@@ -4,6 +4,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Azure.Storage.Blobs;
+using LSVCR.Artifacts;
 using LSVCR.Data;
 using LSVCR.Training;
 
@@ -70,6 +71,42 @@ public sealed class EndToEndTests(SuiteFixture suite)
         Assert.Equal(published["examples"]!.GetValue<int>(), scored.Examples);
         Assert.Equal(published["metrics"]!["ndcg@10"]!.GetValue<double>(), scored["ndcg@10"], 6);
         Assert.Equal(published["metrics"]!["recall@10"]!.GetValue<double>(), scored["recall@10"], 6);
+
+        await ServingAnswersWithThePublishedModel(run, bundle, data);
+    }
+
+    /// <summary>The published set is the serving bundle (its manifest carries the run's model version), and the
+    /// AppHost's Serving service, told by ModelPublished, downloaded it, swapped it in and answers with it.</summary>
+    private async Task ServingAnswersWithThePublishedModel(JsonNode run, LocalArtifactSet bundle, LsvcrDataset data)
+    {
+        var version = run["modelVersion"]!.GetValue<string>();
+        Assert.Matches("^[0-9a-f]{16}$", version);
+        Assert.Equal(version, JsonNode.Parse(await File.ReadAllTextAsync(bundle.PathOf("manifest.json")))!["model_version"]!.GetValue<string>());
+        Assert.Contains(bundle.Manifest.Files, f => f.Path == "rec_encoder.onnx");
+
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
+        JsonNode? model = null;
+        while (DateTime.UtcNow < deadline)
+        {
+            var status = await suite.Serving.GetAsync("/v1/model");
+            if (status.IsSuccessStatusCode && (model = JsonNode.Parse(await status.Content.ReadAsStringAsync()))!["model_version"]?.GetValue<string>() == version) break;
+            await Task.Delay(500);
+        }
+        Assert.True(model?["model_version"]?.GetValue<string>() == version, $"serving did not load {version} in 2 min: {model?.ToJsonString() ?? "no model"}");
+        Assert.Equal(data.Catalog.PhotoCount - 1, model!["videos"]!.GetValue<int>());
+
+        var history = data.Catalog.PhotoIds.Skip(1).Take(5).ToArray();
+        var response = await suite.Serving.PostAsJsonAsync("/v1/recommendations/videos", new { video_history = history, k = 5 });
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"{response.StatusCode}: {body}");
+        Assert.Equal(version, response.Headers.GetValues("X-Model-Version").Single());
+        var answer = JsonNode.Parse(body)!;
+        Assert.Equal(version, answer["model_version"]!.GetValue<string>());
+        Assert.Null(answer["fallback"]);
+        var items = answer["items"]!.AsArray().Select(i => i!["video"]!.GetValue<string>()).ToList();
+        Assert.Equal(5, items.Count);
+        Assert.Empty(items.Intersect(history)); // exclude_seen
+        Assert.All(items, v => Assert.Contains(v, data.Catalog.PhotoIds));
     }
 
     [Fact]

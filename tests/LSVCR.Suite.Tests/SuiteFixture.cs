@@ -18,6 +18,8 @@ public sealed class SuiteFixture : IAsyncLifetime
 
     public HttpClient Api { get; private set; } = null!;
     public DistributedApplication App => app ?? throw new InvalidOperationException("the suite is not started");
+    /// <summary>The AppHost's Serving service (ready only once a published model is live).</summary>
+    public HttpClient Serving { get; private set; } = null!;
     public IArtifactStore Store { get; private set; } = null!;
     public string StorageConnection { get; private set; } = "";
 
@@ -26,16 +28,19 @@ public sealed class SuiteFixture : IAsyncLifetime
         // The test runs as root: the broker's data folder must be reachable by the rabbitmq user it drops to.
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(localData, (UnixFileMode)0b111_101_101);
         var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.LSVCR_AppHost>(
-            [$"--LocalData={localData}", "--RunsApiPort=0", "--FineTuningReplicas=2", "--AlignmentExamples=8"],
+            [$"--LocalData={localData}", "--RunsApiPort=0", "--ServingPort=0", "--FineTuningReplicas=2", "--AlignmentExamples=8"],
             (options, _) => options.DisableDashboard = true);
         // A short lease: the fault tests kill a FineTuning process, and its job is taken over once the lease runs out.
         builder.CreateResourceBuilder<ProjectResource>("fine-tuning").WithEnvironment("Jobs__Durable__LeaseSeconds", "6");
         app = await builder.BuildAsync();
-        using var startup = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        // Seven projects and two servers start here; a loaded 2-core machine has needed more than 5 minutes.
+        using var startup = new CancellationTokenSource(TimeSpan.FromMinutes(10));
         await app.StartAsync(startup.Token);
         foreach (var service in new[] { "runs-api", "embeddings", "alignment", "evaluation" })
             await app.ResourceNotifications.WaitForResourceHealthyAsync(service, startup.Token);
+        await app.ResourceNotifications.WaitForResourceAsync("serving", KnownResourceStates.Running, startup.Token);
         Api = app.CreateHttpClient("runs-api");
+        Serving = app.CreateHttpClient("serving");
         StorageConnection = await app.GetConnectionStringAsync("storage", startup.Token)
                             ?? throw new InvalidOperationException("storage has no connection string");
         Store = ArtifactStores.Create(new ArtifactStoreOptions
@@ -48,6 +53,7 @@ public sealed class SuiteFixture : IAsyncLifetime
     public async Task DisposeAsync()
     {
         Api?.Dispose();
+        Serving?.Dispose();
         if (app is not null)
         {
             await app.StopAsync();
