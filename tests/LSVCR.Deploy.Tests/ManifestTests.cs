@@ -178,6 +178,7 @@ public sealed class ManifestTests
         string[] Connections(string name) => Assert.Single(r.Single<V1Deployment>(name).Spec.Template.Spec.Containers).Env
             .Where(e => e.Name.StartsWith("ConnectionStrings__")).Select(e => e.Name["ConnectionStrings__".Length..]).Order().ToArray();
         Assert.Equal(["artifacts", "bus", "runs"], Connections("runs"));
+        Assert.Equal(["artifacts", "bus"], Connections("serving")); // ModelPublished + the bundle download
         // Long steps (DurableSteps: alignment, fine-tuning) keep their job records in the runs tables.
         foreach (var worker in WorkerQueues.Keys)
             Assert.Equal(worker is "alignment" or "fine-tuning" ? ["artifacts", "bus", "runs"] : ["artifacts", "bus"], Connections(worker));
