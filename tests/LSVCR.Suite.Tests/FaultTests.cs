@@ -120,7 +120,13 @@ public sealed class FaultTests(SuiteFixture suite)
             lost += expected.Count(e => !names.Contains(e));
             leftOver += names.Count(n => !expected.Contains(n));
         }
-        await Task.Delay(TimeSpan.FromSeconds(3)); // late duplicates would arrive by now
+        // The log's own bus may still be reconnecting after a broker restart (its durable queues hold the events): wait
+        // for the least a completed run must have published, then a little longer for late duplicates.
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
+        while (DateTime.UtcNow < deadline &&
+               (events.Count<FineTuningCompleted>(m => m.RunId == id) < 2 || events.Count<ModelPublished>(m => m.RunId == id) < 1))
+            await Task.Delay(TimeSpan.FromMilliseconds(500));
+        await Task.Delay(TimeSpan.FromSeconds(3));
         return new Counts(run["state"]!.GetValue<string>() == "Published" ? 1 : 0, sets, lost, leftOver,
             events.Count<FineTuningCompleted>(m => m.RunId == id), events.Count<ModelPublished>(m => m.RunId == id), 2);
     }
