@@ -18,11 +18,11 @@ namespace LSVCR.Jobs;
 /// already published under the same step key and reuses it.
 /// </summary>
 public sealed class AlignmentJobService(IArtifactStore store, IOptions<AlignmentJobOptions> options, IOptions<JobsOptions> jobs,
-    ILogger<AlignmentJobService> logger, IMeterFactory meters) : IDisposable
+    ILogger<AlignmentJobService> logger, IMeterFactory meters)
+    : JobService(JobTelemetry.Alignment, store, jobs, logger, meters)
 {
     public const string Step = "alignment", ArtifactKind = "alignment", EmbeddingsStep = "alignment-embeddings";
     private const string EmbeddingsSetMetadata = "embeddings_set";
-    private readonly JobTelemetry telemetry = new(JobTelemetry.Alignment, meters);
 
     private AlignOptions Align(AlignmentJobRequest request)
     {
@@ -40,10 +40,10 @@ public sealed class AlignmentJobService(IArtifactStore store, IOptions<Alignment
         var align = Align(request);
         ArtifactPaths.CheckSet(request.EmbeddingsSet);
         var key = StepKey(request);
-        var runner = new StepRunner(store, telemetry, logger, jobs.Value.WorkDirectory);
+        var runner = Runner();
         var (output, manifest) = await runner.RunAsync(Step, request.OutputSet, ArtifactKind, key, async (work, relay, token) =>
         {
-            var data = ReferenceLayout.Read((await store.OpenAsync(request.Dataset, token)).Directory, relay);
+            var data = ReferenceLayout.Read((await Store.OpenAsync(request.Dataset, token)).Directory, relay);
             var runDir = Path.Combine(work, "run"); // AlignTrainer checkpoints here: a retry on this machine resumes
             var result = await TorchGate.RunAsync(Step, () => Task.Factory.StartNew(() => AlignTrainer.Run(data, align, runDir, relay, token),
                 token, TaskCreationOptions.LongRunning, TaskScheduler.Default));
@@ -59,11 +59,9 @@ public sealed class AlignmentJobService(IArtifactStore store, IOptions<Alignment
                 });
         }, progress, ct);
         var m = manifest.Metadata;
-        var embeddingsManifest = await store.TryGetManifestAsync(m[EmbeddingsSetMetadata], ct)
-                                 ?? throw new LsvcrException($"{store.Name}:{m[EmbeddingsSetMetadata]}: the alignment's embeddings set is missing", ErrorKind.Internal);
-        return new AlignmentJobResult(output, embeddingsManifest.ToReference(store.Name), m["backbone"],
+        var embeddingsManifest = await Store.TryGetManifestAsync(m[EmbeddingsSetMetadata], ct)
+                                 ?? throw new LsvcrException($"{Store.Name}:{m[EmbeddingsSetMetadata]}: the alignment's embeddings set is missing", ErrorKind.Internal);
+        return new AlignmentJobResult(output, embeddingsManifest.ToReference(Store.Name), m["backbone"],
             int.Parse(m["examples"], CultureInfo.InvariantCulture), double.Parse(m["train_seconds"], CultureInfo.InvariantCulture));
     }
-
-    public void Dispose() => telemetry.Dispose();
 }

@@ -13,10 +13,10 @@ namespace LSVCR.Jobs;
 /// step's work folder) and publishes <c>photo_embs.npy</c>, <c>comment_embs.npy</c> and <c>embeddings.json</c>.
 /// </summary>
 public sealed class EmbeddingsJobService(IArtifactStore store, IOptions<EmbeddingsJobOptions> options, IOptions<JobsOptions> jobs,
-    ILogger<EmbeddingsJobService> logger, IMeterFactory meters) : IDisposable
+    ILogger<EmbeddingsJobService> logger, IMeterFactory meters)
+    : JobService(JobTelemetry.Embeddings, store, jobs, logger, meters)
 {
     public const string Step = "embeddings", ArtifactKind = "embeddings";
-    private readonly JobTelemetry telemetry = new(JobTelemetry.Embeddings, meters);
 
     private EmbedOptions Embed(EmbeddingsJobRequest request)
     {
@@ -38,10 +38,10 @@ public sealed class EmbeddingsJobService(IArtifactStore store, IOptions<Embeddin
     public async Task<EmbeddingsJobResult> RunAsync(EmbeddingsJobRequest request, IProgress<JobProgress>? progress = null, CancellationToken ct = default)
     {
         var embed = Embed(request);
-        var runner = new StepRunner(store, telemetry, logger, jobs.Value.WorkDirectory);
+        var runner = Runner();
         var (output, manifest) = await runner.RunAsync(Step, request.OutputSet, ArtifactKind, StepKey(request), async (work, relay, token) =>
         {
-            var dataset = await store.OpenAsync(request.Dataset, token);
+            var dataset = await Store.OpenAsync(request.Dataset, token);
             var catalog = ReferenceLayout.ReadCatalog(dataset.Directory, relay);
             var written = await EmbeddingJob.RunAsync(catalog, work, embed, relay, token);
             return new StepProduct(work, [EmbeddingManifest.PhotoFile, EmbeddingManifest.CommentFile, EmbeddingManifest.FileName], Metadata(written));
@@ -70,13 +70,13 @@ public sealed class EmbeddingsJobService(IArtifactStore store, IOptions<Embeddin
     /// <summary>The output when it is already published under this request's step key (a rerun does no work), else null.</summary>
     public async Task<JobOutput?> TryGetOutputAsync(EmbeddingsJobRequest request, CancellationToken ct = default)
     {
-        if (await store.TryGetManifestAsync(request.OutputSet, ct) is not { } manifest) return null;
+        if (await Store.TryGetManifestAsync(request.OutputSet, ct) is not { } manifest) return null;
         var key = StepKey(request);
         var stored = manifest.Metadata.GetValueOrDefault(StepRunner.StepKeyMetadata);
         if (stored != key)
-            throw new LsvcrException($"{store.Name}:{request.OutputSet} already holds the output of another step (step key {stored?[..16] ?? "none"}…, " +
+            throw new LsvcrException($"{Store.Name}:{request.OutputSet} already holds the output of another step (step key {stored?[..16] ?? "none"}…, " +
                                      $"this one is {key[..16]}…): its inputs or options differ; publish under a new set id");
-        return new JobOutput(manifest.ToReference(store.Name), key, Reused: true);
+        return new JobOutput(manifest.ToReference(Store.Name), key, Reused: true);
     }
 
     /// <summary>Plans the request's chunks and publishes the plan as a set (reused when published before).</summary>
@@ -86,11 +86,11 @@ public sealed class EmbeddingsJobService(IArtifactStore store, IOptions<Embeddin
         var stepKey = StepKey(request);
         // The plan's set id holds a hash of the step key and the chunk size: another chunking is another plan.
         var planKey = ContentHash.StepKey(PlanStep, [stepKey], new { embed.ChunkSize })[..16];
-        var runner = new StepRunner(store, telemetry, logger, jobs.Value.WorkDirectory);
+        var runner = Runner();
         var (output, manifest) = await runner.RunAsync(PlanStep, WorkSet(request, planKey, "plan"), PlanStep, ContentHash.StepKey(PlanStep, [stepKey], new { embed.ChunkSize }),
             async (work, relay, token) =>
             {
-                var dataset = await store.OpenAsync(request.Dataset, token);
+                var dataset = await Store.OpenAsync(request.Dataset, token);
                 var catalog = ReferenceLayout.ReadCatalog(dataset.Directory, relay);
                 var plan = EmbeddingPlan.Create(catalog, Encoder(embed), embed, relay, token);
                 plan.Save(Path.Combine(work, PlanFile));
@@ -103,7 +103,7 @@ public sealed class EmbeddingsJobService(IArtifactStore store, IOptions<Embeddin
     public async Task<JobOutput> ComputeChunkAsync(EmbeddingsJobRequest request, EmbeddingChunkPlan plan, int chunk, CancellationToken ct = default)
     {
         var embed = Embed(request);
-        var runner = new StepRunner(store, telemetry, logger, jobs.Value.WorkDirectory);
+        var runner = Runner();
         var (output, _) = await runner.RunAsync(ChunkStep, WorkSet(request, plan.Key, ChunkName(chunk)), ChunkStep,
             ContentHash.StepKey(ChunkStep, [plan.Plan.ContentSha256], new { chunk }), async (work, relay, token) =>
             {
@@ -126,7 +126,7 @@ public sealed class EmbeddingsJobService(IArtifactStore store, IOptions<Embeddin
     {
         int present = 0;
         for (int k = 0; k < plan.Chunks; k++)
-            if (await store.TryGetManifestAsync(WorkSet(request, plan.Key, ChunkName(k)), ct) is not null) present++;
+            if (await Store.TryGetManifestAsync(WorkSet(request, plan.Key, ChunkName(k)), ct) is not null) present++;
         return present;
     }
 
@@ -141,7 +141,7 @@ public sealed class EmbeddingsJobService(IArtifactStore store, IOptions<Embeddin
         if (await TryGetOutputAsync(request, ct) is { } done) return await ResultOf(done, ct);
         if (await CountChunksAsync(request, plan, ct) < plan.Chunks) return null;
         var embed = Embed(request);
-        var runner = new StepRunner(store, telemetry, logger, jobs.Value.WorkDirectory);
+        var runner = Runner();
         var (output, manifest) = await runner.RunAsync(Step, request.OutputSet, ArtifactKind, StepKey(request), async (work, relay, token) =>
         {
             var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -149,9 +149,9 @@ public sealed class EmbeddingsJobService(IArtifactStore store, IOptions<Embeddin
             var assembly = loaded.StartAssembly(catalog);
             for (int k = 0; k < plan.Chunks; k++)
             {
-                var part = await store.OpenAsync(WorkSet(request, plan.Key, ChunkName(k)), token);
+                var part = await Store.OpenAsync(WorkSet(request, plan.Key, ChunkName(k)), token);
                 assembly.Add(k, loaded.TryReadChunk(part.PathOf(ChunkFile), k)
-                                ?? throw new LsvcrException($"{store.Name}:{part.Reference.Set}: {ChunkFile} does not hold chunk {k} of the plan"));
+                                ?? throw new LsvcrException($"{Store.Name}:{part.Reference.Set}: {ChunkFile} does not hold chunk {k} of the plan"));
             }
             var written = assembly.Write(work, Encoder(embed), resumed: 0, clock.Elapsed, relay);
             return new StepProduct(work, [EmbeddingManifest.PhotoFile, EmbeddingManifest.CommentFile, EmbeddingManifest.FileName], Metadata(written));
@@ -159,21 +159,21 @@ public sealed class EmbeddingsJobService(IArtifactStore store, IOptions<Embeddin
         if (!output.Reused)
         {
             // The output is visible: the work sets are no longer needed by anyone (a late duplicate finds the output first).
-            for (int k = 0; k < plan.Chunks; k++) await store.DeleteAsync(WorkSet(request, plan.Key, ChunkName(k)), ct);
-            await store.DeleteAsync(WorkSet(request, plan.Key, "plan"), ct);
+            for (int k = 0; k < plan.Chunks; k++) await Store.DeleteAsync(WorkSet(request, plan.Key, ChunkName(k)), ct);
+            await Store.DeleteAsync(WorkSet(request, plan.Key, "plan"), ct);
         }
         return Result(output, manifest);
     }
 
     private async Task<(EmbeddingPlan Plan, Data.Catalog Catalog)> LoadPlanAsync(EmbeddingsJobRequest request, EmbeddingChunkPlan plan, EmbedOptions embed, CancellationToken ct)
     {
-        var dataset = await store.OpenAsync(request.Dataset, ct);
+        var dataset = await Store.OpenAsync(request.Dataset, ct);
         var catalog = ReferenceLayout.ReadCatalog(dataset.Directory);
-        var planSet = await store.OpenAsync(plan.Plan, ct);
+        var planSet = await Store.OpenAsync(plan.Plan, ct);
         return (EmbeddingPlan.Load(planSet.PathOf(PlanFile), catalog, embed), catalog);
     }
 
-    private async Task<EmbeddingsJobResult> ResultOf(JobOutput output, CancellationToken ct) => Result(output, await store.GetManifestAsync(output.Output, ct));
+    private async Task<EmbeddingsJobResult> ResultOf(JobOutput output, CancellationToken ct) => Result(output, await Store.GetManifestAsync(output.Output, ct));
 
     private static EmbeddingsJobResult Result(JobOutput output, ArtifactManifest manifest) =>
         new(output, manifest.Metadata["encoder"], int.Parse(manifest.Metadata["dimension"], CultureInfo.InvariantCulture));
@@ -186,10 +186,10 @@ public sealed class EmbeddingsJobService(IArtifactStore store, IOptions<Embeddin
     private static string ChunkName(int k) => $"chunk-{k:D5}";
     private static string Invariant(int value) => value.ToString(CultureInfo.InvariantCulture);
 
-    public void Dispose()
+    public override void Dispose()
     {
-        telemetry.Dispose();
         foreach (var open in encoders.Values.Where(e => e.IsValueCreated)) open.Value.Dispose();
+        base.Dispose();
     }
 }
 

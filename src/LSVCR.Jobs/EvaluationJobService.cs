@@ -13,10 +13,10 @@ namespace LSVCR.Jobs;
 /// protocol of the checkpoint's task (MODEL.md §5) and publishes <c>metrics.json</c> as a <c>report</c> set.
 /// </summary>
 public sealed class EvaluationJobService(IArtifactStore store, IOptions<EvaluationJobOptions> options, IOptions<JobsOptions> jobs,
-    ILogger<EvaluationJobService> logger, IMeterFactory meters) : IDisposable
+    ILogger<EvaluationJobService> logger, IMeterFactory meters)
+    : JobService(JobTelemetry.Evaluation, store, jobs, logger, meters)
 {
     public const string Step = "evaluation", ArtifactKind = "report", MetricsFile = "metrics.json";
-    private readonly JobTelemetry telemetry = new(JobTelemetry.Evaluation, meters);
 
     /// <summary><c>metrics.json</c>.</summary>
     public sealed record MetricsDocument(
@@ -39,11 +39,11 @@ public sealed class EvaluationJobService(IArtifactStore store, IOptions<Evaluati
     public async Task<EvaluationJobResult> RunAsync(EvaluationJobRequest request, IProgress<JobProgress>? progress = null, CancellationToken ct = default)
     {
         var evaluation = Evaluation(request);
-        var runner = new StepRunner(store, telemetry, logger, jobs.Value.WorkDirectory);
+        var runner = Runner();
         var (output, manifest) = await runner.RunAsync(Step, request.OutputSet, ArtifactKind, StepKey(request), async (work, relay, token) =>
         {
-            var (data, photos, comments) = await TrainingInputs.LoadAsync(store, request.Dataset, request.Embeddings, relay, token);
-            var checkpoint = await store.OpenAsync(request.Checkpoint, token);
+            var (data, photos, comments) = await TrainingInputs.LoadAsync(Store, request.Dataset, request.Embeddings, relay, token);
+            var checkpoint = await Store.OpenAsync(request.Checkpoint, token);
             var document = await TorchGate.RunAsync(Step, () => Task.Factory.StartNew(() =>
             {
                 var (model, info) = ModelStore.Load(checkpoint.Directory, photos, comments);
@@ -62,13 +62,11 @@ public sealed class EvaluationJobService(IArtifactStore store, IOptions<Evaluati
             await File.WriteAllBytesAsync(Path.Combine(work, MetricsFile), JsonSerializer.SerializeToUtf8Bytes(document, JsonOptions), token);
             return new StepProduct(work, [MetricsFile], new Dictionary<string, string> { ["task"] = document.Task, ["variant"] = document.Variant });
         }, progress, ct);
-        var opened = await store.OpenAsync(output.Output, ct);
+        var opened = await Store.OpenAsync(output.Output, ct);
         var metrics = JsonSerializer.Deserialize<MetricsDocument>(await File.ReadAllBytesAsync(opened.PathOf(MetricsFile), ct), JsonOptions)
-                      ?? throw new ArtifactCorruptException($"{store.Name}:{manifest.Set}/{MetricsFile}: empty");
+                      ?? throw new ArtifactCorruptException($"{Store.Name}:{manifest.Set}/{MetricsFile}: empty");
         return new EvaluationJobResult(output, Protocols.ParseTask(metrics.Task), metrics.Variant, metrics.Model, metrics.Popularity);
     }
 
     private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true };
-
-    public void Dispose() => telemetry.Dispose();
 }

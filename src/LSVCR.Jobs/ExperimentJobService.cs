@@ -13,10 +13,10 @@ namespace LSVCR.Jobs;
 /// <c>{task}/{variant}/history.json</c> as a <c>report</c> set.
 /// </summary>
 public sealed class ExperimentJobService(IArtifactStore store, IOptions<ExperimentJobOptions> options, IOptions<JobsOptions> jobs,
-    ILogger<ExperimentJobService> logger, IMeterFactory meters) : IDisposable
+    ILogger<ExperimentJobService> logger, IMeterFactory meters)
+    : JobService(JobTelemetry.Experiments, store, jobs, logger, meters)
 {
     public const string Step = "experiment", ArtifactKind = "report";
-    private readonly JobTelemetry telemetry = new(JobTelemetry.Experiments, meters);
 
     private (TrainOptions Training, EvalOptions Evaluation) Settings(ExperimentJobRequest request)
     {
@@ -39,10 +39,10 @@ public sealed class ExperimentJobService(IArtifactStore store, IOptions<Experime
     public async Task<ExperimentJobResult> RunAsync(ExperimentJobRequest request, IProgress<JobProgress>? progress = null, CancellationToken ct = default)
     {
         var (training, evaluation) = Settings(request);
-        var runner = new StepRunner(store, telemetry, logger, jobs.Value.WorkDirectory);
+        var runner = Runner();
         var (output, _) = await runner.RunAsync(Step, request.OutputSet, ArtifactKind, StepKey(request), async (work, relay, token) =>
         {
-            var (data, photos, comments) = await TrainingInputs.LoadAsync(store, request.Dataset, request.Embeddings, relay, token);
+            var (data, photos, comments) = await TrainingInputs.LoadAsync(Store, request.Dataset, request.Embeddings, relay, token);
             var runDir = Path.Combine(work, "run");
             await TorchGate.RunAsync(Step, () => ExperimentRunner.RunAsync(data, photos, comments, new ExperimentOptions
             {
@@ -55,11 +55,9 @@ public sealed class ExperimentJobService(IArtifactStore store, IOptions<Experime
                         files.Add($"{Protocols.TaskName(task)}/{variant}/{FineTuner.HistoryFile}");
             return new StepProduct(runDir, files, new Dictionary<string, string>());
         }, progress, ct);
-        var opened = await store.OpenAsync(output.Output, ct);
+        var opened = await Store.OpenAsync(output.Output, ct);
         var report = JsonSerializer.Deserialize<ExperimentReport>(await File.ReadAllBytesAsync(opened.PathOf(ExperimentRunner.ReportJson), ct))
-                     ?? throw new ArtifactCorruptException($"{store.Name}:{output.Output.Set}/{ExperimentRunner.ReportJson}: empty");
+                     ?? throw new ArtifactCorruptException($"{Store.Name}:{output.Output.Set}/{ExperimentRunner.ReportJson}: empty");
         return new ExperimentJobResult(output, report);
     }
-
-    public void Dispose() => telemetry.Dispose();
 }

@@ -13,10 +13,10 @@ namespace LSVCR.Jobs;
 /// <c>history.json</c> as a <c>checkpoint</c> set.
 /// </summary>
 public sealed class FineTuningJobService(IArtifactStore store, IOptions<FineTuningJobOptions> options, IOptions<JobsOptions> jobs,
-    ILogger<FineTuningJobService> logger, IMeterFactory meters) : IDisposable
+    ILogger<FineTuningJobService> logger, IMeterFactory meters)
+    : JobService(JobTelemetry.FineTuning, store, jobs, logger, meters)
 {
     public const string Step = "fine-tuning", ArtifactKind = "checkpoint";
-    private readonly JobTelemetry telemetry = new(JobTelemetry.FineTuning, meters);
 
     private TrainOptions Training(FineTuningJobRequest request)
     {
@@ -41,14 +41,14 @@ public sealed class FineTuningJobService(IArtifactStore store, IOptions<FineTuni
     public async Task<FineTuningJobResult> RunAsync(FineTuningJobRequest request, IProgress<JobProgress>? progress = null, CancellationToken ct = default)
     {
         var training = Training(request);
-        var runner = new StepRunner(store, telemetry, logger, jobs.Value.WorkDirectory);
+        var runner = Runner();
         var (output, manifest) = await runner.RunAsync(Step, request.OutputSet, ArtifactKind, StepKey(request), async (work, relay, token) =>
         {
-            var (data, photos, comments) = await TrainingInputs.LoadAsync(store, request.Dataset, request.Embeddings, relay, token);
+            var (data, photos, comments) = await TrainingInputs.LoadAsync(Store, request.Dataset, request.Embeddings, relay, token);
             if (request.Init is { } init)
             {
                 // A checkpoint set is a model folder; a stage-1 alignment set holds the aligned SR weights as one file.
-                var dir = (await store.OpenAsync(init, token)).Directory;
+                var dir = (await Store.OpenAsync(init, token)).Directory;
                 var aligned = Path.Combine(dir, LSVCR.Alignment.AlignTrainer.SrFile);
                 training = training with { Init = File.Exists(aligned) ? aligned : dir };
             }
@@ -69,6 +69,4 @@ public sealed class FineTuningJobService(IArtifactStore store, IOptions<FineTuni
         return new FineTuningJobResult(output, Protocols.ParseTask(m["task"]), m["variant"], int.Parse(m["epochs_run"], CultureInfo.InvariantCulture),
             int.Parse(m["best_epoch"], CultureInfo.InvariantCulture), double.Parse(m["best_val_ndcg5"], CultureInfo.InvariantCulture));
     }
-
-    public void Dispose() => telemetry.Dispose();
 }
