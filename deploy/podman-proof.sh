@@ -4,7 +4,8 @@
 # lsvcr-config + env + Secret values), read-only root, user 1654, fresh scratch volumes. RabbitMQ and Azurite run as
 # local programs (their images cannot be pulled offline) on free ports; the connection strings' in-cluster host:port
 # (rabbitmq:5672, azurite:10000/10002) are rewritten to them, and each container gets its own HTTP port (host network).
-# Then a tiny run is started through the Runs API and followed to its end.
+# Then a tiny run is started through the Runs API and followed to its end; once it is Published, Serving must have
+# downloaded the bundle (ModelPublished over the bus), turn ready and answer with the run's model version.
 #
 # Usage: deploy/podman-proof.sh [--faults]     (after deploy/build-images.sh)
 #   --faults   mid-run: SIGKILL a fine-tuning container while it trains (and start a fresh one, as a Deployment
@@ -51,7 +52,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-services=(runs embeddings fine-tuning evaluation serving)
+services=(runs embeddings alignment fine-tuning evaluation serving)
 log "loading images from $images"
 for s in "${services[@]}"; do
   [ -f "$images/$s.tar" ] || { echo "podman-proof: $images/$s.tar is missing (run deploy/build-images.sh)" >&2; exit 1; }
@@ -138,7 +139,9 @@ run_container() { # name deployment [suffix]
   local scratch="$work/vol/$name-$(date +%s%N)" # a new emptyDir per pod
   mkdir -p "$scratch"; chown 1654:1654 "$scratch"
   local extra=()
-  [ "$dep" = serving ] && { mkdir -p "$work/vol/bundles"; extra=(-v "$work/vol/bundles:/bundles:ro"); }
+  if [ "$dep" = serving ]; then # the base's bundles emptyDir: Serving downloads published bundles into it
+    mkdir -p "$scratch-bundles"; chown 1654:1654 "$scratch-bundles"; extra=(-v "$scratch-bundles:/bundles")
+  fi
   "${P[@]}" run -d --name "$name" --network=host --read-only --tmpfs /tmp:rw,mode=1777,size=64m \
     -v "$scratch:/var/lsvcr" --env-file "$work/$dep.env" -e ASPNETCORE_HTTP_PORTS="${port[$name]}" \
     --stop-timeout "$grace" "${extra[@]}" "$image" >/dev/null
@@ -156,16 +159,17 @@ peak_rss() { # container -> VmHWM of its main process in MB
 log "starting containers"
 run_container lsvcr-runs runs
 run_container lsvcr-embeddings embeddings
+run_container lsvcr-alignment alignment
 run_container lsvcr-fine-tuning-1 fine-tuning
 run_container lsvcr-fine-tuning-2 fine-tuning
 run_container lsvcr-evaluation evaluation
 run_container lsvcr-serving serving
-for c in lsvcr-runs lsvcr-embeddings lsvcr-fine-tuning-1 lsvcr-fine-tuning-2 lsvcr-evaluation; do
+for c in lsvcr-runs lsvcr-embeddings lsvcr-alignment lsvcr-fine-tuning-1 lsvcr-fine-tuning-2 lsvcr-evaluation; do
   wait_url "http://127.0.0.1:${port[$c]}/health" 120 || { echo "podman-proof: $c not ready"; "${P[@]}" logs --tail 30 "$c"; exit 1; }
   log "$c ready (/health 200) on port ${port[$c]}, user $("${P[@]}" inspect --format '{{.Config.User}}' "$c")"
 done
 wait_url "http://127.0.0.1:${port[lsvcr-serving]}/alive" 60 || { "${P[@]}" logs --tail 30 lsvcr-serving; exit 1; }
-log "lsvcr-serving alive (/alive 200); /health $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port[lsvcr-serving]}/health") until a bundle is in its BundleRoot"
+log "lsvcr-serving alive (/alive 200); /health $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port[lsvcr-serving]}/health") until a published bundle is loaded"
 
 runs=http://127.0.0.1:${port[lsvcr-runs]}
 request=${LSVCR_PROOF_REQUEST:-'{"synthetic":{"users":40,"videos":64,"seed":7},"options":{"fineTune":{"epochs":1},"gate":{"enabled":false}}}'}
@@ -214,6 +218,32 @@ for k, v in sets.items(): print(f"  {k:<18} {v['set']:<58} {v['files']:>3} files
 print(f"  artifact sets: {len(sets)}, files in their manifests: {sum(v['files'] for v in sets.values())}")
 if r.get("failureReason"): print("  failure:", r["failedStep"], r["failureReason"])
 EOF
+# Serving, while the store is still up (it downloads the bundle from there on ModelPublished).
+serving=http://127.0.0.1:${port[lsvcr-serving]}
+served=false
+if [[ $last == Published* ]]; then
+  version=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["modelVersion"] or "")' "$work/run.json")
+  log "run's modelVersion: ${version:-<none>}; waiting for Serving's /health"
+  if [ -n "$version" ] && wait_url "$serving/health" "${LSVCR_PROOF_SERVING_TIMEOUT:-180}"; then
+    log "lsvcr-serving ready (/health 200); /v1/model: $(curl -s "$serving/v1/model" | head -c 300)"
+    served=true
+    # The synthetic dataset's ids are 1..N (videos and comments): one real history, and an empty one (popularity).
+    for case in 'model|{"video_history":["1","2","3"],"comment_history":[{"video":"1","comments":["1"]}],"k":5}' 'popularity|{"video_history":[],"k":5}'; do
+      fallback=${case%%|*}; body=${case#*|}
+      code=$(curl -s -o "$work/answer.json" -D "$work/answer.headers" -w '%{http_code}' -X POST "$serving/v1/recommendations/videos" \
+        -H 'Content-Type: application/json' -d "$body")
+      header=$(tr -d '\r' < "$work/answer.headers" | awk -F': ' 'tolower($1) == "x-model-version" { print $2 }')
+      log "POST /v1/recommendations/videos $body -> $code, X-Model-Version: $header"
+      echo "    $(head -c 400 "$work/answer.json")"
+      if [ "$code" != 200 ] || [ "$header" != "$version" ] ||
+         ! python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if len(r["items"]) == 5 and r["model_version"] == sys.argv[2] and r.get("fallback", "model") == sys.argv[3] else 1)' "$work/answer.json" "$version" "$fallback"; then
+        log "serving check failed: expected 200, X-Model-Version $version, 5 items, fallback $fallback"; served=false
+      fi
+    done
+  else
+    log "lsvcr-serving not ready: /health $(curl -s -o /dev/null -w '%{http_code}' "$serving/health"); /v1/model: $(curl -s "$serving/v1/model" | head -c 300)"
+  fi
+fi
 # Every blob in Azurite (its database file is complete once Azurite has stopped): one _files/<attempt>/ folder and one
 # _manifest.json per set means no duplicated attempt and nothing half-written.
 sleep 5; kill "$azurite_pid" 2>/dev/null || true; wait "$azurite_pid" 2>/dev/null || true; azurite_pid=
@@ -228,6 +258,6 @@ if os.path.exists(loki):
     print(f"  blobs in Azurite: {len(blobs)}, manifests: {len(manifests)}, attempt folders: {len(attempts)}")
 EOF
 log "peak RSS (MB): $(for c in "${containers[@]}"; do printf '%s=%s ' "${c#lsvcr-}" "$(peak_rss "$c")"; done)"
-log "serving /health: $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port[lsvcr-serving]}/health") (no ModelPublished consumer on this base; bundles are read from BundleRoot)"
-case $last in Published*) log "PASS: the run completed in the containers"; exit 0 ;; *) log "FAIL: run ended in '$last'"
-  for c in "${containers[@]}"; do echo "--- $c"; "${P[@]}" logs --tail 15 "$c" 2>&1; done; exit 1 ;; esac
+if [[ $last == Published* ]] && $served; then log "PASS: the run completed in the containers and Serving answers with its model"; exit 0; fi
+log "FAIL: run ended in '$last', Serving answered: $served"
+for c in "${containers[@]}"; do echo "--- $c"; "${P[@]}" logs --tail 15 "$c" 2>&1; done; exit 1
