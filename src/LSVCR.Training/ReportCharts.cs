@@ -113,7 +113,11 @@ public static partial class ReportCharts
     /// <summary>The files <see cref="WriteFiles"/> wrote for <paramref name="charts"/>, for publishing beside report.md.</summary>
     public static IEnumerable<string> FileNames(IEnumerable<ReportChart> charts) => charts.Select(c => c.FileName).Append(HtmlFile);
 
-    private static byte[] Svg(Plot plot) => Encoding.UTF8.GetBytes(StableClipIds(plot.GetSvgXml(Width, Height)));
+    private static byte[] Svg(Plot plot)
+    {
+        plot.Font.Set(Fonts.Sans); // ScottPlot's default may resolve to a serif face
+        return Encoding.UTF8.GetBytes(StableClipIds(plot.GetSvgXml(Width, Height)));
+    }
 
     /// <summary>Skia numbers clip paths from a process-wide counter (cl_4 in one render, cl_c in the next); numbering
     /// them in document order makes the same chart the same bytes.</summary>
