@@ -41,7 +41,7 @@ public static partial class ReportCharts
         plot.XLabel("epoch");
         plot.YLabel("loss");
         plot.Axes.Right.Label.Text = $"validation {CurveMetric}";
-        plot.ShowLegend(Alignment.UpperRight);
+        plot.ShowLegend(Edge.Bottom); // below the plot: inside it would cover the curves
         return new ReportChart($"curves-{Slug(task)}.svg", $"{task} training curves", Svg(plot));
     }
 
@@ -110,14 +110,7 @@ public static partial class ReportCharts
     public static RunHistory? ReadHistory(string path) =>
         File.Exists(path) ? System.Text.Json.JsonSerializer.Deserialize<RunHistory>(File.ReadAllBytes(path)) : null;
 
-    /// <summary>The files <see cref="WriteFiles"/> wrote for <paramref name="charts"/>, for publishing beside report.md.</summary>
-    public static IEnumerable<string> FileNames(IEnumerable<ReportChart> charts) => charts.Select(c => c.FileName).Append(HtmlFile);
-
-    private static byte[] Svg(Plot plot)
-    {
-        plot.Font.Set(Fonts.Sans); // ScottPlot's default may resolve to a serif face
-        return Encoding.UTF8.GetBytes(StableClipIds(plot.GetSvgXml(Width, Height)));
-    }
+    private static byte[] Svg(Plot plot) => Encoding.UTF8.GetBytes(StableClipIds(plot.GetSvgXml(Width, Height)));
 
     /// <summary>Skia numbers clip paths from a process-wide counter (cl_4 in one render, cl_c in the next); numbering
     /// them in document order makes the same chart the same bytes.</summary>
