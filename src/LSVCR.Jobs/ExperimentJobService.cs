@@ -48,7 +48,8 @@ public sealed class ExperimentJobService(IArtifactStore store, IOptions<Experime
             {
                 OutDir = runDir, Variants = request.Variants, Tasks = request.Tasks, Training = training, Evaluation = evaluation,
             }, relay, token));
-            var files = new List<string> { ExperimentRunner.ReportJson, ExperimentRunner.ReportMarkdown };
+            var files = new List<string> { ExperimentRunner.ReportJson, ExperimentRunner.ReportMarkdown, ReportCharts.HtmlFile };
+            files.AddRange(Directory.EnumerateFiles(runDir, "*.svg").Select(f => Path.GetFileName(f)).Order(StringComparer.Ordinal));
             foreach (var task in request.Tasks)
                 foreach (var variant in request.Variants.Where(Variants.IsTrained))
                     if (File.Exists(Path.Combine(runDir, Protocols.TaskName(task), variant, FineTuner.HistoryFile)))

@@ -63,11 +63,27 @@ public sealed class EvaluateConsumer(EvaluationJobService job, ServingBundleJobS
                         $"| {name} | {row.Protocol} | {string.Join(" | ", ExperimentReport.Columns.Select(c => row.Metrics.TryGetValue(c, out var v) ? v.ToString("F4", CultureInfo.InvariantCulture) : ""))} |\n");
             md.Append('\n');
         }
+        var charts = new List<ReportChart>();
+        foreach (var r in results)
+        {
+            // The fine-tuning step's checkpoint set carries the run's history.json.
+            var checkpoint = await store.OpenAsync(m.Models[r.Task], ct);
+            if (checkpoint.Manifest.Files.Any(f => f.Path == FineTuner.HistoryFile)
+                && ReportCharts.ReadHistory(checkpoint.PathOf(FineTuner.HistoryFile)) is { Epochs.Count: > 0 } history)
+                charts.Add(ReportCharts.Curves(r.Task.ToString(), [(r.Variant, history.Epochs)]));
+        }
+        foreach (var r in results)
+            foreach (var (model, popularity) in r.Model.Zip(r.Popularity))
+                if (model.Metrics.TryGetValue(ReportCharts.BarMetric, out var mv) && popularity.Metrics.TryGetValue(ReportCharts.BarMetric, out var pv))
+                    charts.Add(ReportCharts.Bars(r.Task.ToString(), model.Protocol, [(r.Variant, mv), ("popularity", pv)]));
+        md.Append(ReportCharts.Markdown(charts));
         var json = JsonSerializer.SerializeToUtf8Bytes(new { run = m.RunId, summary, tasks = results.Select(r => new { task = r.Task.ToString(), r.Variant, model = r.Model, popularity = r.Popularity }) },
             Json);
         await using var writer = store.CreateSet(RunSets.Report(m.RunId), "report");
         await writer.AddFileAsync("report.md", new MemoryStream(Encoding.UTF8.GetBytes(md.ToString())), ct);
         await writer.AddFileAsync("report.json", new MemoryStream(json), ct);
+        foreach (var c in charts) await writer.AddFileAsync(c.FileName, new MemoryStream(c.Svg), ct);
+        await writer.AddFileAsync(ReportCharts.HtmlFile, new MemoryStream(Encoding.UTF8.GetBytes(ReportCharts.Html($"Run {m.RunId:N}", md.ToString()))), ct);
         return await writer.CommitAsync(ct: ct);
     }
 

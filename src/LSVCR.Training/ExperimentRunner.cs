@@ -136,7 +136,11 @@ public static class ExperimentRunner
             },
         };
         WriteAtomically(Path.Combine(options.OutDir, ReportJson), report.ToJson());
-        WriteAtomically(Path.Combine(options.OutDir, ReportMarkdown), report.ToMarkdown());
+        // The pictures go first, so report.md never links to a file that is not there yet.
+        var charts = ReportCharts.ForExperiment(report, (task, variant) => ReportCharts.ReadHistory(Path.Combine(options.OutDir, task, variant, FineTuner.HistoryFile)));
+        var markdown = report.ToMarkdown() + ReportCharts.Markdown(charts);
+        ReportCharts.WriteFiles(options.OutDir, charts, ReportCharts.Html("LSVCR experiment report", markdown));
+        WriteAtomically(Path.Combine(options.OutDir, ReportMarkdown), markdown);
         return report;
     }
 

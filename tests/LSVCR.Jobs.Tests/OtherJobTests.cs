@@ -73,7 +73,8 @@ public sealed class OtherJobTests(JobsFixture fixture)
         };
         var result = await job.RunAsync(request);
 
-        Assert.Equal(["rec/full/history.json", "report.json", "report.md"],
+        // report.md's pictures (the curves of the trained variant, ndcg@10 bars per protocol) and report.html go with it.
+        Assert.Equal(["curves-rec.svg", "ndcg-10-rec-full.svg", "ndcg-10-rec-sampled.svg", "rec/full/history.json", "report.html", "report.json", "report.md"],
             (await fixture.Store.GetManifestAsync(result.Job.Output)).Files.Select(f => f.Path));
         Assert.Equal(4, result.Report.Rows.Count);  // 2 variants × 2 Rec protocols
         var popularity = Evaluator.Evaluate(new PopularityScorer(fixture.Data), fixture.Data, TaskKind.Rec, Split.Test, "full", new EvalOptions());

@@ -44,5 +44,22 @@ public class ExperimentTests(ITestOutputHelper output)
         }
         Assert.True(File.Exists(Path.Combine(options.OutDir, ExperimentRunner.ReportMarkdown)));
         Assert.True(File.Exists(Path.Combine(options.OutDir, ExperimentRunner.ReportJson)));
+
+        // The pictures: report.md starts with the tables as ToMarkdown writes them, then links (relative) to SVG files
+        // that exist beside it — the curves of both tasks and the ndcg@10 bars of every task/protocol.
+        var markdown = File.ReadAllText(Path.Combine(options.OutDir, ExperimentRunner.ReportMarkdown));
+        Assert.StartsWith(report.ToMarkdown(), markdown);
+        var links = System.Text.RegularExpressions.Regex.Matches(markdown, @"!\[[^\]]*\]\(([^)]+)\)").Select(m => m.Groups[1].Value).ToList();
+        Assert.Contains("curves-rec.svg", links);
+        Assert.Contains("curves-commrank.svg", links);
+        Assert.Equal(report.Rows.Select(r => (r.Task, r.Protocol)).Distinct().Count() + 2, links.Count);
+        foreach (var link in links)
+        {
+            var file = Path.Combine(options.OutDir, link);
+            Assert.True(File.Exists(file), $"report.md links to {link}, which is missing");
+            Assert.Equal("svg", System.Xml.Linq.XDocument.Load(file).Root!.Name.LocalName);
+        }
+        var html = File.ReadAllText(Path.Combine(options.OutDir, ReportCharts.HtmlFile));
+        foreach (var link in links) Assert.Contains($"src=\"{link}\"", html);
     }
 }
