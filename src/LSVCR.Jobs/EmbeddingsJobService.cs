@@ -68,16 +68,8 @@ public sealed class EmbeddingsJobService(IArtifactStore store, IOptions<Embeddin
     private static string WorkSet(EmbeddingsJobRequest request, string planKey, string name) => $"embedding-work/{request.OutputSet}/{planKey}/{name}";
 
     /// <summary>The output when it is already published under this request's step key (a rerun does no work), else null.</summary>
-    public async Task<JobOutput?> TryGetOutputAsync(EmbeddingsJobRequest request, CancellationToken ct = default)
-    {
-        if (await Store.TryGetManifestAsync(request.OutputSet, ct) is not { } manifest) return null;
-        var key = StepKey(request);
-        var stored = manifest.Metadata.GetValueOrDefault(StepRunner.StepKeyMetadata);
-        if (stored != key)
-            throw new LsvcrException($"{Store.Name}:{request.OutputSet} already holds the output of another step (step key {stored?[..16] ?? "none"}…, " +
-                                     $"this one is {key[..16]}…): its inputs or options differ; publish under a new set id");
-        return new JobOutput(manifest.ToReference(Store.Name), key, Reused: true);
-    }
+    public Task<JobOutput?> TryGetOutputAsync(EmbeddingsJobRequest request, CancellationToken ct = default) =>
+        Runner().TryReuseAsync(request.OutputSet, StepKey(request), ct);
 
     /// <summary>Plans the request's chunks and publishes the plan as a set (reused when published before).</summary>
     public async Task<EmbeddingChunkPlan> PlanChunksAsync(EmbeddingsJobRequest request, CancellationToken ct = default)
@@ -85,16 +77,17 @@ public sealed class EmbeddingsJobService(IArtifactStore store, IOptions<Embeddin
         var embed = Embed(request);
         var stepKey = StepKey(request);
         // The plan's set id holds a hash of the step key and the chunk size: another chunking is another plan.
-        var planKey = ContentHash.StepKey(PlanStep, [stepKey], new { embed.ChunkSize })[..16];
+        var planStepKey = ContentHash.StepKey(PlanStep, [stepKey], new { embed.ChunkSize });
+        var planKey = planStepKey[..16];
         var runner = Runner();
-        var (output, manifest) = await runner.RunAsync(PlanStep, WorkSet(request, planKey, "plan"), PlanStep, ContentHash.StepKey(PlanStep, [stepKey], new { embed.ChunkSize }),
+        var (output, manifest) = await runner.RunAsync(PlanStep, WorkSet(request, planKey, "plan"), PlanStep, planStepKey,
             async (work, relay, token) =>
             {
                 var dataset = await Store.OpenAsync(request.Dataset, token);
                 var catalog = ReferenceLayout.ReadCatalog(dataset.Directory, relay);
                 var plan = EmbeddingPlan.Create(catalog, Encoder(embed), embed, relay, token);
                 plan.Save(Path.Combine(work, PlanFile));
-                return new StepProduct(work, [PlanFile], new Dictionary<string, string> { ["chunks"] = Invariant(plan.Chunks), ["plan_key"] = planKey });
+                return new StepProduct(work, [PlanFile], new Dictionary<string, string> { ["chunks"] = TrainingInputs.Invariant(plan.Chunks), ["plan_key"] = planKey });
             }, null, ct);
         return new EmbeddingChunkPlan(output.Output, int.Parse(manifest.Metadata["chunks"], CultureInfo.InvariantCulture), planKey);
     }
@@ -115,7 +108,7 @@ public sealed class EmbeddingsJobService(IArtifactStore store, IOptions<Embeddin
                 relay.Report(new("embed", count, count, $"chunk {chunk + 1}/{plan.Chunks}"));
                 return new StepProduct(work, [ChunkFile], new Dictionary<string, string>
                 {
-                    ["chunk"] = Invariant(chunk), ["first"] = Invariant(first), ["count"] = Invariant(count),
+                    ["chunk"] = TrainingInputs.Invariant(chunk), ["first"] = TrainingInputs.Invariant(first), ["count"] = TrainingInputs.Invariant(count),
                 });
             }, null, ct);
         return output;
@@ -180,11 +173,10 @@ public sealed class EmbeddingsJobService(IArtifactStore store, IOptions<Embeddin
 
     private static Dictionary<string, string> Metadata(EmbeddingManifest written) => new()
     {
-        ["encoder"] = written.Encoder, ["dimension"] = Invariant(written.Dimension), ["dataset_text_hash"] = written.DatasetHash,
+        ["encoder"] = written.Encoder, ["dimension"] = TrainingInputs.Invariant(written.Dimension), ["dataset_text_hash"] = written.DatasetHash,
     };
 
     private static string ChunkName(int k) => $"chunk-{k:D5}";
-    private static string Invariant(int value) => value.ToString(CultureInfo.InvariantCulture);
 
     public override void Dispose()
     {

@@ -93,6 +93,11 @@ internal sealed class StepRunner(IArtifactStore store, JobTelemetry telemetry, I
         }
     }
 
+    /// <summary>The output set when it is already published under this step key (nothing to do), else null; a set
+    /// published under another step key is an error.</summary>
+    public async Task<JobOutput?> TryReuseAsync(string outputSet, string stepKey, CancellationToken ct) =>
+        await store.TryGetManifestAsync(outputSet, ct) is { } existing ? Reuse(existing, stepKey, outputSet) : null;
+
     private JobOutput Reuse(ArtifactManifest existing, string stepKey, string outputSet)
     {
         var storedKey = existing.Metadata.GetValueOrDefault(StepKeyMetadata);

@@ -38,11 +38,7 @@ public sealed class ComputeEmbeddingsConsumer(EmbeddingsJobService job, ILogger<
     {
         var m = context.Message;
         var request = EmbeddingRequests.For(m.Dataset, m.Options);
-        if (await job.TryGetOutputAsync(request, context.CancellationToken) is { } done)
-        {
-            await context.Publish(new EmbeddingsComputed(m.RunId, m.StepKey, done.Output));
-            return;
-        }
+        if (await EmbeddingRequests.RepublishIfDoneAsync(job, request, m.RunId, m.StepKey, context, context.CancellationToken)) return;
         var plan = await job.PlanChunksAsync(request, context.CancellationToken);
         for (int k = 0; k < plan.Chunks; k++)
             await context.Publish(new ComputeEmbeddingChunk(m.RunId, m.StepKey, m.Dataset, m.Options, plan.Plan, plan.Key, k, plan.Chunks));
@@ -65,11 +61,7 @@ public sealed class ComputeEmbeddingChunkConsumer(EmbeddingsJobService job, ILog
         var ct = context.CancellationToken;
         var request = EmbeddingRequests.For(m.Dataset, m.Options);
         // A chunk delivered again after the output was assembled (and the chunks removed) has nothing left to do.
-        if (await job.TryGetOutputAsync(request, ct) is { } done)
-        {
-            await context.Publish(new EmbeddingsComputed(m.RunId, m.StepKey, done.Output));
-            return;
-        }
+        if (await EmbeddingRequests.RepublishIfDoneAsync(job, request, m.RunId, m.StepKey, context, ct)) return;
         var plan = new EmbeddingChunkPlan(m.Plan, m.Chunks, m.PlanKey);
         var part = await job.ComputeChunkAsync(request, plan, m.Chunk, ct);
         var present = await job.CountChunksAsync(request, plan, ct);
@@ -89,6 +81,15 @@ public static class EmbeddingRequests
         {
             Embed = new LSVCR.Embeddings.EmbedOptions { Encoder = options.Encoder, ChunkSize = options.EmbeddingChunkSize },
         };
+
+    /// <summary>When the output is already published, republishes <see cref="EmbeddingsComputed"/> and returns true.</summary>
+    public static async Task<bool> RepublishIfDoneAsync(EmbeddingsJobService job, EmbeddingsJobRequest request, Guid runId, string stepKey,
+        IPublishEndpoint publish, CancellationToken ct)
+    {
+        if (await job.TryGetOutputAsync(request, ct) is not { } done) return false;
+        await publish.Publish(new EmbeddingsComputed(runId, stepKey, done.Output), ct);
+        return true;
+    }
 }
 
 /// <summary>Fine-tunes one task with <see cref="FineTuningJobService"/> (the job `lsvcr train` runs).</summary>
