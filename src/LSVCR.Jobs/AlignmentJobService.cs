@@ -32,14 +32,16 @@ public sealed class AlignmentJobService(IArtifactStore store, IOptions<Alignment
     }
 
     /// <summary>The step key: the dataset's content hash and every option that changes the result (not threads).</summary>
-    public string StepKey(AlignmentJobRequest request) =>
-        ContentHash.StepKey(Step, [request.Dataset.ContentSha256], new { align = Align(request) with { Threads = null } });
+    public string StepKey(AlignmentJobRequest request) => StepKey(request, Align(request));
+
+    private static string StepKey(AlignmentJobRequest request, AlignOptions align) =>
+        ContentHash.StepKey(Step, [request.Dataset.ContentSha256], new { align = align with { Threads = null } });
 
     public async Task<AlignmentJobResult> RunAsync(AlignmentJobRequest request, IProgress<JobProgress>? progress = null, CancellationToken ct = default)
     {
         var align = Align(request);
         ArtifactPaths.CheckSet(request.EmbeddingsSet);
-        var key = StepKey(request);
+        var key = StepKey(request, align);
         var runner = Runner();
         var (output, manifest) = await runner.RunAsync(Step, request.OutputSet, ArtifactKind, key, async (work, relay, token) =>
         {

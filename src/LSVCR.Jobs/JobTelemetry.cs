@@ -12,10 +12,10 @@ namespace LSVCR.Jobs;
 public sealed class JobTelemetry : IDisposable
 {
     public const string Embeddings = "LSVCR.Embeddings", Alignment = "LSVCR.Alignment", FineTuning = "LSVCR.FineTuning", Evaluation = "LSVCR.Evaluation",
-        Experiments = "LSVCR.Experiments";
+        Experiments = "LSVCR.Experiments", Publishing = "LSVCR.Publishing";
 
     /// <summary>Every job kind's source and meter name.</summary>
-    public static readonly IReadOnlyList<string> AllNames = [Embeddings, Alignment, FineTuning, Evaluation, Experiments];
+    public static readonly IReadOnlyList<string> AllNames = [Embeddings, Alignment, FineTuning, Evaluation, Experiments, Publishing];
 
     public JobTelemetry(string name, IMeterFactory meters)
     {

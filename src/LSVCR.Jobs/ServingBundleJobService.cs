@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using LSVCR.Artifacts;
 using LSVCR.Serving;
 using LSVCR.Serving.Export;
@@ -11,52 +12,57 @@ public sealed record ServingBundleRequest(string TrainingRun, ArtifactSetReferen
     ArtifactSetReference Rec, ArtifactSetReference CommRank, string OutputSet, IReadOnlyDictionary<string, byte[]>? ExtraFiles = null);
 
 /// <summary>The published bundle and the model version its manifest carries.</summary>
-public sealed record ServingBundleResult(ArtifactSetReference Bundle, string ModelVersion);
+public sealed record ServingBundleResult(ArtifactSetReference Bundle, string ModelVersion, string StepKey, bool Reused);
 
 /// <summary>
 /// The publish step's export: <see cref="BundleExporter"/> (what <c>lsvcr export</c> runs) over the run's artifact sets,
-/// published as one <c>serving-bundle</c> set (files first, the store's manifest last; the set's metadata carries the
-/// model version). Idempotent under redelivery: a set already published under the id is returned as it is (a re-export
-/// would differ in its timestamp, and sets are immutable).
+/// published through <see cref="StepRunner"/> as one <c>serving-bundle</c> set (files first, the store's manifest last;
+/// the set's metadata carries the model version). Keyed like every step by its inputs' content hashes, so a redelivery
+/// reuses the published set (a re-export would differ in its timestamp, and sets are immutable) and a set published
+/// from other inputs under the same id is refused.
 /// </summary>
-public sealed class ServingBundleJobService(IArtifactStore store, IOptions<JobsOptions> jobs, ILogger<ServingBundleJobService> logger)
+public sealed class ServingBundleJobService(IArtifactStore store, IOptions<JobsOptions> jobs, ILogger<ServingBundleJobService> logger, IMeterFactory meters)
+    : JobService(JobTelemetry.Publishing, store, jobs, logger, meters)
 {
-    public const string ArtifactKind = "serving-bundle", VersionKey = "model_version";
+    public const string Step = "serving-bundle", ArtifactKind = "serving-bundle", VersionKey = "model_version";
 
-    public async Task<ServingBundleResult> PublishAsync(ServingBundleRequest request, CancellationToken ct = default)
+    /// <summary>The four input sets' content hashes, the training run the bundle names and the extra files' bytes.</summary>
+    public static string StepKey(ServingBundleRequest request) =>
+        ContentHash.StepKey(Step, [request.Dataset.ContentSha256, request.Embeddings.ContentSha256, request.Rec.ContentSha256, request.CommRank.ContentSha256],
+            new
+            {
+                trainingRun = request.TrainingRun,
+                extra = (request.ExtraFiles ?? new Dictionary<string, byte[]>()).OrderBy(p => p.Key, StringComparer.Ordinal)
+                    .Select(p => new { name = p.Key, sha256 = ContentHash.Of(p.Value) }),
+            });
+
+    public async Task<ServingBundleResult> PublishAsync(ServingBundleRequest request, IProgress<JobProgress>? progress = null, CancellationToken ct = default)
     {
-        if (await store.TryGetManifestAsync(request.OutputSet, ct) is { } existing)
+        var key = StepKey(request);
+        var (output, manifest) = await Runner().RunAsync(Step, request.OutputSet, ArtifactKind, key, async (work, relay, token) =>
         {
-            if (existing.Kind != ArtifactKind || !existing.Metadata.TryGetValue(VersionKey, out var version))
-                throw new LsvcrException($"{store.Name}:{request.OutputSet}: already holds a '{existing.Kind}' set without a model version, not a serving bundle");
-            logger.LogInformation("Serving bundle {Set} ({Version}) was already published", request.OutputSet, version);
-            return new ServingBundleResult(existing.ToReference(store.Name), version);
-        }
-        var dataset = await store.OpenAsync(request.Dataset, ct);
-        var embeddings = await store.OpenAsync(request.Embeddings, ct);
-        var rec = await store.OpenAsync(request.Rec, ct);
-        var commRank = await store.OpenAsync(request.CommRank, ct);
-        var work = Path.Combine(jobs.Value.WorkDirectory, "serving-bundle", $"{Guid.NewGuid():N}");
-        var output = Path.Combine(work, "bundle");
-        try
-        {
-            var manifest = await TorchGate.RunAsync("serving export", () => Task.Factory.StartNew(() => BundleExporter.Export(new ExportOptions
+            var dataset = await Store.OpenAsync(request.Dataset, token);
+            var embeddings = await Store.OpenAsync(request.Embeddings, token);
+            var rec = await Store.OpenAsync(request.Rec, token);
+            var commRank = await Store.OpenAsync(request.CommRank, token);
+            var bundle = Path.Combine(work, "bundle");
+            var exported = await TorchGate.RunAsync("serving export", () => Task.Factory.StartNew(() => BundleExporter.Export(new ExportOptions
             {
                 Rec = rec.Directory, CommRank = commRank.Directory, Data = dataset.Directory, Embeddings = embeddings.Directory,
-                Out = output, TrainingRun = request.TrainingRun,
+                Out = bundle, TrainingRun = request.TrainingRun,
                 DatasetLabel = $"{request.Dataset.Store}:{request.Dataset.Set}", EmbeddingsLabel = $"{request.Embeddings.Store}:{request.Embeddings.Set}",
-            }), ct, TaskCreationOptions.LongRunning, TaskScheduler.Default));
+            }, relay), token, TaskCreationOptions.LongRunning, TaskScheduler.Default));
             foreach (var (name, bytes) in request.ExtraFiles ?? new Dictionary<string, byte[]>())
-                await File.WriteAllBytesAsync(Path.Combine(output, name), bytes, ct);
-            var reference = await store.PublishDirectoryAsync(request.OutputSet, ArtifactKind, output,
-                new Dictionary<string, string> { [VersionKey] = manifest.ModelVersion }, ct);
-            logger.LogInformation("Serving bundle {Version} published as {Set} ({Bytes} bytes)", manifest.ModelVersion, reference.Set, reference.Size);
-            return new ServingBundleResult(reference, manifest.ModelVersion);
-        }
-        finally
-        {
-            try { if (Directory.Exists(work)) Directory.Delete(work, recursive: true); }
-            catch (IOException e) { logger.LogWarning("Could not remove {Work}: {Error}", work, e.Message); }
-        }
+            {
+                if (File.Exists(Path.Combine(bundle, name)))
+                    throw new LsvcrException($"serving bundle: extra file '{name}' would replace the bundle's own file of that name");
+                await File.WriteAllBytesAsync(Path.Combine(bundle, name), bytes, token);
+            }
+            var files = Directory.GetFiles(bundle).Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal).ToList();
+            return new StepProduct(bundle, files, new Dictionary<string, string> { [VersionKey] = exported.ModelVersion });
+        }, progress, ct);
+        if (manifest.Kind != ArtifactKind || !manifest.Metadata.TryGetValue(VersionKey, out var version))
+            throw new LsvcrException($"{Store.Name}:{request.OutputSet}: holds a '{manifest.Kind}' set without a model version, not a serving bundle");
+        return new ServingBundleResult(output.Output, version, key, output.Reused);
     }
 }

@@ -100,6 +100,6 @@ public sealed class EvaluateConsumer(EvaluationJobService job, ServingBundleJobS
         ArtifactSetReference Model(TaskKind task) => m.Models.TryGetValue(task, out var model) ? model
             : throw new LsvcrException($"run {m.RunId:N}: no {task} model to publish (the serving bundle needs both tasks)", ErrorKind.BadInput);
         return await export.PublishAsync(new ServingBundleRequest(m.RunId.ToString("N"), m.Dataset.Files, m.Embeddings, Model(TaskKind.Rec), Model(TaskKind.CommRank),
-            RunSets.Bundle(m.RunId), new Dictionary<string, byte[]> { ["bundle.json"] = json }), ct);
+            RunSets.Bundle(m.RunId), new Dictionary<string, byte[]> { ["bundle.json"] = json }), ct: ct);
     }
 }
