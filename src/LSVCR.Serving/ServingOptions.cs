@@ -11,6 +11,11 @@ public sealed class ServingOptions
     [Required] public string BundleRoot { get; set; } = "bundles";
     /// <summary>How often <see cref="BundleRoot"/> is polled.</summary>
     [Range(typeof(TimeSpan), "00:00:00.050", "01:00:00")] public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(10);
+    /// <summary>The artifact store's pointer at the latest published bundle (<see cref="ServingBundlePointer"/>), polled
+    /// when an artifact store is configured; empty = not polled.</summary>
+    [RegularExpression(@"^([A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*)?$")] public string StorePointer { get; set; } = ServingBundlePointer.DefaultName;
+    /// <summary>How often <see cref="StorePointer"/> is read (one small GET each time).</summary>
+    [Range(typeof(TimeSpan), "00:00:00.050", "01:00:00")] public TimeSpan StorePollInterval { get; set; } = TimeSpan.FromSeconds(30);
     /// <summary>A batch closes when it holds this many requests…</summary>
     [Range(1, 4096)] public int MaxBatchSize { get; set; } = 32;
     /// <summary>…or this long after its first request arrived.</summary>
