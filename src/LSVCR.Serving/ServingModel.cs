@@ -142,6 +142,11 @@ public sealed class ServingModel : IDisposable
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
         };
         if (options.Provider == "cuda") so.AppendExecutionProvider_CUDA();
+        if (!string.IsNullOrEmpty(options.OnnxProfilePrefix))
+        {
+            so.ProfileOutputPathPrefix = options.OnnxProfilePrefix; // first: EnableProfiling passes the prefix on
+            so.EnableProfiling = true;
+        }
         ServingModel model;
         try { model = new ServingModel(dir, manifest, so, catalogueFrom); }
         catch (OnnxRuntimeException e) { throw new LsvcrException($"{dir}: ONNX Runtime cannot load the encoders ({e.Message})", e); }
@@ -149,14 +154,14 @@ public sealed class ServingModel : IDisposable
         {
             throw new LsvcrException($"{dir}: unreadable bundle file ({e.Message})", e);
         }
-        try { model.WarmUp(); }
+        try { model.WarmUp(options.MaxBatchSize); }
         catch (Exception e) { model.Dispose(); throw new LsvcrException($"{dir}: the encoders fail on a warm-up batch ({e.Message})", e); }
         model.LoadTime = sw.Elapsed;
         model.LoadedAt = DateTimeOffset.UtcNow;
         return model;
     }
 
-    private void WarmUp()
+    private void WarmUp(int maxBatch)
     {
         var some = Math.Min(VideoCount - 1, 3);
         var h = new UserHistory([.. Enumerable.Range(1, some)], [.. Enumerable.Range(1, some)], [.. Enumerable.Range(0, some).Select(_ => new[] { 1 })]);
@@ -166,6 +171,14 @@ public sealed class ServingModel : IDisposable
             EncodeRec([h, empty]).Dispose();
             EncodeCommRank([h, empty], [1, 1]);
         }
+        // Also one full batch of full-window histories: ONNX Runtime grows its arena to the largest shapes here, on the
+        // load thread, instead of in the first real batches after a swap.
+        int window = Manifest.MaxHistory, n = Math.Min(VideoCount - 1, window);
+        var full = new UserHistory([.. Enumerable.Range(0, window).Select(j => 1 + j % n)], [.. Enumerable.Range(0, window).Select(j => 1 + j % n)],
+            [.. Enumerable.Range(0, window).Select(j => new[] { 1 + j % Math.Max(1, CommentCount - 1), 1 })]);
+        var batch = Enumerable.Repeat(full, Math.Clamp(maxBatch, 1, 256)).ToArray();
+        EncodeRec(batch).Dispose();
+        EncodeCommRank(batch, [.. batch.Select(_ => 1)]);
     }
 
     /// <summary>A float32 [rows, cols] .npy file into a tensor in ONNX Runtime's native memory (the data follows the

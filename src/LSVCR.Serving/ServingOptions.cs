@@ -33,6 +33,8 @@ public sealed class ServingOptions
     [Range(0, 256)] public int IntraOpThreads { get; set; }
     /// <summary>"cpu", or "cuda" with the Microsoft.ML.OnnxRuntime.Gpu package where a GPU exists.</summary>
     [RegularExpression("^(cpu|cuda)$")] public string Provider { get; set; } = "cpu";
+    /// <summary>Benchmarks only: when set, ONNX Runtime writes its per-operator profile (JSON) with this path prefix.</summary>
+    public string? OnnxProfilePrefix { get; set; }
     /// <summary>Seconds a 429 tells the client to wait.</summary>
     [Range(1, 3600)] public int RetryAfterSeconds { get; set; } = 1;
     /// <summary>Largest request body in bytes (413 beyond).</summary>
