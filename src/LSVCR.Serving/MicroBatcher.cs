@@ -1,5 +1,4 @@
-using System.Collections.Concurrent;
-using System.Diagnostics;
+using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 
 namespace LSVCR.Serving;
@@ -20,21 +19,14 @@ internal abstract class WorkItem<TResult>(ServingModel model)
 /// </summary>
 internal sealed class MicroBatcher<TItem, TResult> : IAsyncDisposable where TItem : WorkItem<TResult>
 {
-    // Workers are threads of their own that block while they wait and while a batch runs (tens of ms of ONNX Runtime).
-    // On the thread pool (async workers) those blocking runs held pool threads that Kestrel needs to read requests
-    // and write answers; on 2 cores the pool has 2 threads before it injects more, so requests waited in bursts and
-    // the admission queue filled (429s) whenever anything else — a bundle load — took CPU as well.
-    private readonly ConcurrentQueue<TItem> _queue = new();
-    private readonly SemaphoreSlim _available = new(0);
+    private readonly Channel<TItem> _queue = Channel.CreateUnbounded<TItem>(new UnboundedChannelOptions { SingleReader = false });
     private readonly Action<IReadOnlyList<TItem>> _run;
     private readonly ServingOptions _options;
     private readonly ServingMetrics _metrics;
     private readonly ILogger _log;
     private readonly string _endpoint;
-    private readonly Thread[] _workers;
-    private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private volatile bool _closed;
-    private int _depth, _running;
+    private readonly Task[] _workers;
+    private int _depth;
 
     public MicroBatcher(string endpoint, Action<IReadOnlyList<TItem>> run, ServingOptions options, ServingMetrics metrics, ILogger log)
     {
@@ -43,9 +35,8 @@ internal sealed class MicroBatcher<TItem, TResult> : IAsyncDisposable where TIte
         _options = options;
         _metrics = metrics;
         _log = log;
-        _running = options.EffectiveWorkers;
-        _workers = [.. Enumerable.Range(0, options.EffectiveWorkers).Select(i => new Thread(Work) { IsBackground = true, Name = $"lsvcr {endpoint} batch {i}" })];
-        foreach (var w in _workers) w.Start();
+        _workers = [.. Enumerable.Range(0, options.EffectiveWorkers).Select(_ => Task.Factory.StartNew(WorkAsync, CancellationToken.None,
+            TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap())];
     }
 
     public int Depth => Volatile.Read(ref _depth);
@@ -64,9 +55,7 @@ internal sealed class MicroBatcher<TItem, TResult> : IAsyncDisposable where TIte
     {
         try
         {
-            if (_closed) throw new ObjectDisposedException(nameof(MicroBatcher<TItem, TResult>));
-            _queue.Enqueue(item);
-            _available.Release();
+            if (!_queue.Writer.TryWrite(item)) throw new ObjectDisposedException(nameof(MicroBatcher<TItem, TResult>));
             return await item.Result.Task.ConfigureAwait(false);
         }
         finally
@@ -75,71 +64,56 @@ internal sealed class MicroBatcher<TItem, TResult> : IAsyncDisposable where TIte
         }
     }
 
-    /// <summary>The next queued item, waiting at most <paramref name="timeoutMs"/> (−1: until one comes or the batcher closes).</summary>
-    private bool TryTake(int timeoutMs, out TItem item)
+    private async Task WorkAsync()
     {
-        item = null!;
-        if (!_available.Wait(timeoutMs)) return false;
-        // Each Release matches one Enqueue, and the enqueue happens first: the item is there.
-        if (_queue.TryDequeue(out var taken)) { item = taken; return true; }
-        _available.Release(); // a closing wake-up (no item): passed on, so every worker sees one
-        return false;
-    }
-
-    private void Work()
-    {
+        var reader = _queue.Reader;
         var batch = new List<TItem>(_options.MaxBatchSize);
         TItem? carry = null;
-        var delay = _options.MaxBatchDelay;
-        try
+        while (true)
         {
-            while (true)
+            batch.Clear();
+            if (carry is null)
             {
-                batch.Clear();
-                if (carry is null)
+                if (!await reader.WaitToReadAsync().ConfigureAwait(false)) return;
+                if (!reader.TryRead(out carry)) continue;
+            }
+            batch.Add(carry);
+            carry = null;
+            var deadline = DateTime.UtcNow + _options.MaxBatchDelay;
+            while (batch.Count < _options.MaxBatchSize)
+            {
+                if (reader.TryRead(out var next))
                 {
-                    if (!TryTake(Timeout.Infinite, out carry))
-                    {
-                        if (_closed) return;
-                        continue;
-                    }
-                }
-                batch.Add(carry);
-                carry = null;
-                var deadline = Stopwatch.GetTimestamp() + (long)(delay.TotalSeconds * Stopwatch.Frequency);
-                while (batch.Count < _options.MaxBatchSize)
-                {
-                    var left = deadline - Stopwatch.GetTimestamp();
-                    // Milliseconds, rounded up: a wait of 0 only takes what is queued already.
-                    var wait = left <= 0 ? 0 : (int)Math.Ceiling(left * 1000.0 / Stopwatch.Frequency);
-                    if (!TryTake(wait, out var next)) break;
                     if (!ReferenceEquals(next.Model, batch[0].Model)) { carry = next; break; }
                     batch.Add(next);
+                    continue;
                 }
-                _metrics.BatchSize.Record(batch.Count, new KeyValuePair<string, object?>("endpoint", _endpoint));
+                var wait = deadline - DateTime.UtcNow;
+                if (wait <= TimeSpan.Zero) break;
+                using var timeout = new CancellationTokenSource(wait);
                 try
                 {
-                    _run(batch);
+                    if (!await reader.WaitToReadAsync(timeout.Token).ConfigureAwait(false)) break;
                 }
-                catch (Exception e)
-                {
-                    // One bad batch never stops the worker: its requests fail, the next batch runs.
-                    _log.LogError(e, "{Endpoint} batch of {Count} failed on model {Version}", _endpoint, batch.Count, batch[0].Model.Version);
-                    foreach (var item in batch) item.Result.TrySetException(e);
-                }
+                catch (OperationCanceledException) { break; }
             }
-        }
-        finally
-        {
-            if (Interlocked.Decrement(ref _running) == 0) _stopped.TrySetResult();
+            _metrics.BatchSize.Record(batch.Count, new KeyValuePair<string, object?>("endpoint", _endpoint));
+            try
+            {
+                _run(batch);
+            }
+            catch (Exception e)
+            {
+                // One bad batch never stops the worker: its requests fail, the next batch runs.
+                _log.LogError(e, "{Endpoint} batch of {Count} failed on model {Version}", _endpoint, batch.Count, batch[0].Model.Version);
+                foreach (var item in batch) item.Result.TrySetException(e);
+            }
         }
     }
 
-    /// <summary>Stops taking requests; the workers finish what is queued, then end.</summary>
     public async ValueTask DisposeAsync()
     {
-        _closed = true;
-        _available.Release();
-        await _stopped.Task.ConfigureAwait(false);
+        _queue.Writer.TryComplete();
+        await Task.WhenAll(_workers).ConfigureAwait(false);
     }
 }

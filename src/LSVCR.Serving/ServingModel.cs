@@ -141,7 +141,16 @@ public sealed class ServingModel : IDisposable
             IntraOpNumThreads = options.EffectiveIntraOpThreads, InterOpNumThreads = 1,
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
         };
-        if (options.Provider == "cuda") so.AppendExecutionProvider_CUDA();
+        if (options.Provider == "cuda")
+        {
+            // Only the Microsoft.ML.OnnxRuntime.Gpu native library has the CUDA provider; the CPU package's refuses here.
+            try { so.AppendExecutionProvider_CUDA(); }
+            catch (Exception e) when (e is OnnxRuntimeException or EntryPointNotFoundException or DllNotFoundException)
+            {
+                throw new LsvcrException($"Serving:Provider is \"cuda\", but ONNX Runtime here has no CUDA provider ({e.Message.Split('\n')[0]}): " +
+                                         "build the service with Microsoft.ML.OnnxRuntime.Gpu on a machine with a GPU, or set Serving:Provider to \"cpu\"", e);
+            }
+        }
         if (!string.IsNullOrEmpty(options.OnnxProfilePrefix))
         {
             so.ProfileOutputPathPrefix = options.OnnxProfilePrefix; // first: EnableProfiling passes the prefix on
