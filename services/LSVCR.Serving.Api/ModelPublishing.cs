@@ -15,7 +15,18 @@ namespace LSVCR.Serving.Api;
 /// </summary>
 public sealed class BundleInstaller(IArtifactStore store, RecommendationEngine engine, IOptions<ServingOptions> options, ILogger<BundleInstaller> log)
 {
+    // The consumer and the store poll may install the same bundle at once: one at a time, so neither replaces a folder
+    // the other just installed (and the engine may be loading).
+    private readonly SemaphoreSlim installing = new(1, 1);
+
     public async Task<(bool Swapped, string? Error)> InstallAsync(ArtifactSetReference bundle, string version, CancellationToken ct)
+    {
+        await installing.WaitAsync(ct);
+        try { return await InstallOnceAsync(bundle, version, ct); }
+        finally { installing.Release(); }
+    }
+
+    private async Task<(bool Swapped, string? Error)> InstallOnceAsync(ArtifactSetReference bundle, string version, CancellationToken ct)
     {
         if (engine.Status()?.Version == version) return (true, null);
         var root = options.Value.BundleRoot;
@@ -78,15 +89,66 @@ public sealed class ModelPublishedConsumer(BundleInstaller installer, ILogger<Mo
     }
 }
 
+/// <summary>
+/// The fallback to <see cref="ModelPublished"/>: reads the store's <see cref="ServingBundlePointer"/> every
+/// <see cref="ServingOptions.StorePollInterval"/> (first at start) and installs the bundle it names when that differs from
+/// the last one handled. An instance that was down at publish time thus catches up within one interval. A bundle that
+/// fails to download or load is not retried until the pointer moves; a transient store fault is retried at the next poll.
+/// </summary>
+internal sealed class StorePointerWatcher(IArtifactStore store, BundleInstaller installer, IOptions<ServingOptions> options, ILogger<StorePointerWatcher> log) : BackgroundService
+{
+    private string? handled; // content hash of the last target installed or refused
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var name = options.Value.StorePointer;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try { await PollOnceAsync(name, stoppingToken); }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { return; }
+            catch (LsvcrException e) when (e.Kind == ErrorKind.Transient) { log.LogWarning("Reading pointer {Store}:{Name} failed, retrying next poll: {Error}", store.Name, name, e.Message); }
+            catch (Exception e) { log.LogError(e, "Polling pointer {Store}:{Name} failed", store.Name, name); }
+            try { await Task.Delay(options.Value.StorePollInterval, stoppingToken); }
+            catch (OperationCanceledException) { return; }
+        }
+    }
+
+    private async Task PollOnceAsync(string name, CancellationToken ct)
+    {
+        if (await ServingBundlePointer.TryReadAsync(store, name, ct) is not var (bundle, version) || bundle.ContentSha256 == handled) return;
+        log.LogInformation("Pointer {Store}:{Name} names model {Version} ({Set})", store.Name, name, version, bundle.Set);
+        try
+        {
+            var (swapped, error) = await installer.InstallAsync(bundle, version, ct);
+            if (!swapped) log.LogWarning("Model {Version} from pointer {Name} is not serving: {Error}", version, name, error);
+        }
+        catch (LsvcrException e) when (e.Kind != ErrorKind.Transient)
+        {
+            // Missing, corrupt or conflicting set: retrying the same target cannot help.
+            log.LogError("Model {Version} from pointer {Name} could not be installed, keeping the current model: {Error}", version, name, e.Message);
+        }
+        handled = bundle.ContentSha256;
+    }
+}
+
 public static class ServingBus
 {
-    /// <summary>With <c>ConnectionStrings:bus</c> (the AppHost provides it and the artifact store's): the
-    /// <see cref="ModelPublished"/> consumer. Without, the service runs on its bundle root alone (polled).</summary>
-    public static IServiceCollection AddModelPublishedConsumer(this IServiceCollection services, IConfiguration configuration)
+    /// <summary>With an artifact store configured (<c>ConnectionStrings:artifacts</c> or the <c>Artifacts</c> section): the
+    /// installer and the poll of the store's bundle pointer. With <c>ConnectionStrings:bus</c> as well (the AppHost
+    /// provides both): the <see cref="ModelPublished"/> consumer. With neither, the service runs on its bundle root alone.</summary>
+    public static IServiceCollection AddPublishedBundles(this IServiceCollection services, IConfiguration configuration)
     {
-        if (string.IsNullOrWhiteSpace(configuration.GetConnectionString(LsvcrBus.BusConnection))) return services;
+        bool hasBus = !string.IsNullOrWhiteSpace(configuration.GetConnectionString(LsvcrBus.BusConnection));
+        var artifacts = configuration.GetSection(ArtifactStoreOptions.Section);
+        bool hasStore = hasBus || !string.IsNullOrWhiteSpace(configuration.GetConnectionString(ArtifactStoreOptions.ConnectionName))
+                        || !string.IsNullOrWhiteSpace(artifacts[nameof(ArtifactStoreOptions.ConnectionString)])
+                        || !string.IsNullOrWhiteSpace(artifacts[nameof(ArtifactStoreOptions.LocalRoot)]);
+        if (!hasStore) return services;
         services.AddArtifactStore(configuration);
         services.AddSingleton<BundleInstaller>();
+        if (!string.IsNullOrWhiteSpace(configuration[$"{ServingOptions.Section}:{nameof(ServingOptions.StorePointer)}"] ?? ServingBundlePointer.DefaultName))
+            services.AddHostedService<StorePointerWatcher>();
+        if (!hasBus) return services;
         // The queue and its binding exist before the service counts as started, so no ModelPublished slips past.
         services.Configure<MassTransitHostOptions>(o => { o.WaitUntilStarted = true; o.StartTimeout = TimeSpan.FromMinutes(1); });
         var instance = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..6]}".ToLowerInvariant();

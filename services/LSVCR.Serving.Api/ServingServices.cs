@@ -10,7 +10,7 @@ namespace LSVCR.Serving.Api;
 
 public static class ServingServices
 {
-    /// <summary>Options (validated at start), the engine, the bundle watcher, the ModelPublished consumer when a bus is configured, health checks, OpenAPI, problem details, OpenTelemetry.</summary>
+    /// <summary>Options (validated at start), the engine, the bundle watcher, the store pointer poll and the ModelPublished consumer when configured, health checks, OpenAPI, problem details, OpenTelemetry.</summary>
     public static WebApplicationBuilder AddServingServices(this WebApplicationBuilder builder)
     {
         var services = builder.Services;
@@ -18,7 +18,7 @@ public static class ServingServices
         services.AddSingleton<ServingMetrics>();
         services.AddSingleton<RecommendationEngine>();
         services.AddHostedService<BundleWatcher>();
-        services.AddModelPublishedConsumer(builder.Configuration);
+        services.AddPublishedBundles(builder.Configuration);
         services.AddProblemDetails();
         services.AddOpenApi(o => o.AddOperationTransformer(OpenApiExamples.Apply));
         services.AddHealthChecks()

@@ -80,6 +80,8 @@ public sealed record ArtifactManifest
 public static partial class ArtifactPaths
 {
     public const string ManifestFile = "_manifest.json", FilesFolder = "_files";
+    /// <summary>Top-level folder of the pointers; no set id can start with '_', so it never meets a set.</summary>
+    public const string PointersFolder = "_pointers";
 
     // Segments may not start with '_' or '.': those names are the store's own (manifest, upload folders, temp files).
     [GeneratedRegex(@"^[A-Za-z0-9][A-Za-z0-9._-]*$")]

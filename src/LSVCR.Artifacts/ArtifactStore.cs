@@ -16,6 +16,9 @@ public abstract class ArtifactStore : IArtifactStore
     /// <summary>Creates a small object atomically if nothing exists at the path; false when something does.</summary>
     protected internal abstract Task<bool> TryCreateAsync(string storePath, byte[] content, CancellationToken ct);
 
+    /// <summary>Writes a small object whole, replacing any existing one atomically (readers see the old or the new bytes).</summary>
+    protected internal abstract Task PutAsync(string storePath, byte[] content, CancellationToken ct);
+
     /// <summary>Reads a small object whole (manifests), or null when it does not exist.</summary>
     protected internal abstract Task<byte[]?> TryReadAllAsync(string storePath, CancellationToken ct);
 
@@ -85,6 +88,30 @@ public abstract class ArtifactStore : IArtifactStore
         var manifest = await TryGetManifestAsync(set, ct) ?? throw NotFound(set);
         Remember(manifest);
         return new LocalArtifactSet(manifest.ToReference(Name), manifest, await MaterializeAsync(manifest, ct));
+    }
+
+    public async Task<ArtifactPointer> SetPointerAsync(string name, ArtifactSetReference target, IReadOnlyDictionary<string, string>? metadata = null,
+        CancellationToken ct = default)
+    {
+        CheckStore(target.Store);
+        var path = ArtifactPointer.StorePath(name);
+        // Only a visible set with this content may be pointed at (GetManifestAsync throws otherwise).
+        await GetManifestAsync(target, ct);
+        var meta = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (k, v) in metadata ?? new Dictionary<string, string>()) meta[k] = v;
+        var pointer = new ArtifactPointer { Name = name, Target = target, Metadata = meta, UpdatedUtc = DateTimeOffset.UtcNow };
+        await PutAsync(path, pointer.ToJsonBytes(), ct);
+        return pointer;
+    }
+
+    public async Task<ArtifactPointer?> TryGetPointerAsync(string name, CancellationToken ct = default)
+    {
+        var path = ArtifactPointer.StorePath(name);
+        var bytes = await TryReadAllAsync(path, ct);
+        if (bytes is null) return null;
+        var pointer = ArtifactPointer.Parse(bytes, $"{Name}:{path}");
+        if (pointer.Name != name) throw new ArtifactCorruptException($"{Name}:{path}: the pointer names itself '{pointer.Name}'");
+        return pointer;
     }
 
     /// <summary>Called with a manifest just read from the store (a cache may keep it: sets are immutable).</summary>

@@ -95,6 +95,16 @@ public sealed class BlobArtifactStore : ArtifactStore
         }
     }
 
+    protected internal override async Task PutAsync(string storePath, byte[] content, CancellationToken ct)
+    {
+        // One Put Blob (small objects only): the blob is replaced whole.
+        var blob = (await Container()).GetBlobClient(storePath);
+        await Call(() => blob.UploadAsync(new BinaryData(content), new BlobUploadOptions
+        {
+            HttpHeaders = new BlobHttpHeaders { ContentType = "application/json" },
+        }, ct));
+    }
+
     protected internal override async Task<byte[]?> TryReadAllAsync(string storePath, CancellationToken ct)
     {
         var blob = (await Container()).GetBlobClient(storePath);

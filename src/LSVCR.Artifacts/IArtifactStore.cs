@@ -35,6 +35,16 @@ public interface IArtifactStore
     /// <summary>A local, verified copy of one file (e.g. the model of a serving bundle).</summary>
     Task<string> GetFileAsync(ArtifactReference file, CancellationToken ct = default);
 
+    /// <summary>Points the named pointer (<c>serving/latest</c>) at a visible set, replacing what it pointed at (last
+    /// writer wins). The one mutable object of a store: sets stay immutable, a pointer says which of them is current, so a
+    /// reader that missed an event can still find it. The set must already be visible (manifest-last: a pointer never names
+    /// a set a reader cannot open).</summary>
+    Task<ArtifactPointer> SetPointerAsync(string name, ArtifactSetReference target, IReadOnlyDictionary<string, string>? metadata = null,
+        CancellationToken ct = default);
+
+    /// <summary>The pointer's current value, or null when it was never set.</summary>
+    Task<ArtifactPointer?> TryGetPointerAsync(string name, CancellationToken ct = default);
+
     /// <summary>Removes a set: its manifest first (it stops being visible), then its files, including unfinished uploads.</summary>
     Task DeleteAsync(string set, CancellationToken ct = default);
 }

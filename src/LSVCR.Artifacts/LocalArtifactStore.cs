@@ -85,6 +85,27 @@ public sealed class LocalArtifactStore : ArtifactStore
         }
     }
 
+    protected internal override Task PutAsync(string storePath, byte[] content, CancellationToken ct)
+    {
+        var path = Full(storePath);
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        var tmp = Path.Combine(Path.GetDirectoryName(path)!, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            using (var file = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
+            {
+                file.Write(content);
+                file.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, path, overwrite: true);  // rename(2): atomic replacement
+        }
+        finally
+        {
+            File.Delete(tmp);
+        }
+        return Task.CompletedTask;
+    }
+
     protected internal override async Task<byte[]?> TryReadAllAsync(string storePath, CancellationToken ct)
     {
         try { return await File.ReadAllBytesAsync(Full(storePath), ct); }

@@ -141,7 +141,21 @@ public sealed class ServingModel : IDisposable
             IntraOpNumThreads = options.EffectiveIntraOpThreads, InterOpNumThreads = 1,
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
         };
-        if (options.Provider == "cuda") so.AppendExecutionProvider_CUDA();
+        if (options.Provider == "cuda")
+        {
+            // Only the Microsoft.ML.OnnxRuntime.Gpu native library has the CUDA provider; the CPU package's refuses here.
+            try { so.AppendExecutionProvider_CUDA(); }
+            catch (Exception e) when (e is OnnxRuntimeException or EntryPointNotFoundException or DllNotFoundException)
+            {
+                throw new LsvcrException($"Serving:Provider is \"cuda\", but ONNX Runtime here has no CUDA provider ({e.Message.Split('\n')[0]}): " +
+                                         "build the service with Microsoft.ML.OnnxRuntime.Gpu on a machine with a GPU, or set Serving:Provider to \"cpu\"", e);
+            }
+        }
+        if (!string.IsNullOrEmpty(options.OnnxProfilePrefix))
+        {
+            so.ProfileOutputPathPrefix = options.OnnxProfilePrefix; // first: EnableProfiling passes the prefix on
+            so.EnableProfiling = true;
+        }
         ServingModel model;
         try { model = new ServingModel(dir, manifest, so, catalogueFrom); }
         catch (OnnxRuntimeException e) { throw new LsvcrException($"{dir}: ONNX Runtime cannot load the encoders ({e.Message})", e); }
@@ -149,14 +163,14 @@ public sealed class ServingModel : IDisposable
         {
             throw new LsvcrException($"{dir}: unreadable bundle file ({e.Message})", e);
         }
-        try { model.WarmUp(); }
+        try { model.WarmUp(options.MaxBatchSize); }
         catch (Exception e) { model.Dispose(); throw new LsvcrException($"{dir}: the encoders fail on a warm-up batch ({e.Message})", e); }
         model.LoadTime = sw.Elapsed;
         model.LoadedAt = DateTimeOffset.UtcNow;
         return model;
     }
 
-    private void WarmUp()
+    private void WarmUp(int maxBatch)
     {
         var some = Math.Min(VideoCount - 1, 3);
         var h = new UserHistory([.. Enumerable.Range(1, some)], [.. Enumerable.Range(1, some)], [.. Enumerable.Range(0, some).Select(_ => new[] { 1 })]);
@@ -166,6 +180,14 @@ public sealed class ServingModel : IDisposable
             EncodeRec([h, empty]).Dispose();
             EncodeCommRank([h, empty], [1, 1]);
         }
+        // Also one full batch of full-window histories: ONNX Runtime grows its arena to the largest shapes here, on the
+        // load thread, instead of in the first real batches after a swap.
+        int window = Manifest.MaxHistory, n = Math.Min(VideoCount - 1, window);
+        var full = new UserHistory([.. Enumerable.Range(0, window).Select(j => 1 + j % n)], [.. Enumerable.Range(0, window).Select(j => 1 + j % n)],
+            [.. Enumerable.Range(0, window).Select(j => new[] { 1 + j % Math.Max(1, CommentCount - 1), 1 })]);
+        var batch = Enumerable.Repeat(full, Math.Clamp(maxBatch, 1, 256)).ToArray();
+        EncodeRec(batch).Dispose();
+        EncodeCommRank(batch, [.. batch.Select(_ => 1)]);
     }
 
     /// <summary>A float32 [rows, cols] .npy file into a tensor in ONNX Runtime's native memory (the data follows the

@@ -11,6 +11,11 @@ public sealed class ServingOptions
     [Required] public string BundleRoot { get; set; } = "bundles";
     /// <summary>How often <see cref="BundleRoot"/> is polled.</summary>
     [Range(typeof(TimeSpan), "00:00:00.050", "01:00:00")] public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(10);
+    /// <summary>The artifact store's pointer at the latest published bundle (<see cref="ServingBundlePointer"/>), polled
+    /// when an artifact store is configured; empty = not polled.</summary>
+    [RegularExpression(@"^([A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*)?$")] public string StorePointer { get; set; } = ServingBundlePointer.DefaultName;
+    /// <summary>How often <see cref="StorePointer"/> is read (one small GET each time).</summary>
+    [Range(typeof(TimeSpan), "00:00:00.050", "01:00:00")] public TimeSpan StorePollInterval { get; set; } = TimeSpan.FromSeconds(30);
     /// <summary>A batch closes when it holds this many requests…</summary>
     [Range(1, 4096)] public int MaxBatchSize { get; set; } = 32;
     /// <summary>…or this long after its first request arrived.</summary>
@@ -28,6 +33,8 @@ public sealed class ServingOptions
     [Range(0, 256)] public int IntraOpThreads { get; set; }
     /// <summary>"cpu", or "cuda" with the Microsoft.ML.OnnxRuntime.Gpu package where a GPU exists.</summary>
     [RegularExpression("^(cpu|cuda)$")] public string Provider { get; set; } = "cpu";
+    /// <summary>Benchmarks only: when set, ONNX Runtime writes its per-operator profile (JSON) with this path prefix.</summary>
+    public string? OnnxProfilePrefix { get; set; }
     /// <summary>Seconds a 429 tells the client to wait.</summary>
     [Range(1, 3600)] public int RetryAfterSeconds { get; set; } = 1;
     /// <summary>Largest request body in bytes (413 beyond).</summary>

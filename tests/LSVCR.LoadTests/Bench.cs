@@ -44,13 +44,21 @@ public static class BenchPrepare
                 using var model = new RecCom(config, p, c);
                 ModelStore.Save(model, new ModelInfo { Task = task, Variant = Variants.Full, Config = config }, Path.Combine(runs, task, Variants.Full));
             }
-            var m = BundleExporter.Export(new ExportOptions
-            {
-                Rec = Path.Combine(runs, "rec", Variants.Full), CommRank = Path.Combine(runs, "commrank", Variants.Full),
-                Data = dataDir, Embeddings = embDir, Out = Path.Combine(dir, $"bundle-{name}"), TrainingRun = $"bench-{name}",
-            });
-            Console.WriteLine($"bundle {name}: {m.ModelVersion}, {m.Files.Sum(f => f.Bytes) / 1e6:F0} MB ({sw.Elapsed.TotalSeconds:F0} s)");
+            Export(dir, name, Path.Combine(dir, $"bundle-{name}"));
+            Console.WriteLine($"({sw.Elapsed.TotalSeconds:F0} s)");
         }
+    }
+
+    /// <summary>The bundle of the prepared checkpoints <c>runs-{name}</c> into <paramref name="output"/>.</summary>
+    public static void Export(string dir, string name, string output)
+    {
+        var runs = Path.Combine(dir, $"runs-{name}");
+        var m = BundleExporter.Export(new ExportOptions
+        {
+            Rec = Path.Combine(runs, "rec", Variants.Full), CommRank = Path.Combine(runs, "commrank", Variants.Full),
+            Data = Path.Combine(dir, "data"), Embeddings = Path.Combine(dir, "embeddings"), Out = output, TrainingRun = $"bench-{name}",
+        });
+        Console.WriteLine($"bundle {name}: {m.ModelVersion}, {m.Files.Sum(f => f.Bytes) / 1e6:F0} MB in {output}");
     }
 }
 

@@ -6,6 +6,7 @@ using LSVCR.LoadTests;
 
 // Load runs against the serving service on loopback (docs/serving.md, "Load runs"). Not run in CI.
 //   prepare --bench DIR [--videos 100000] [--comments-per-video 10] [--users 20000] [--dim 64]
+//   export --bench DIR --name a|b --out DIR   (re-exports a prepared bench's checkpoints, e.g. after an exporter change)
 //   run --bench DIR [--scenarios 1,2,3,4,5,6,7] [--rate 2000] [--comments-rate 1000] [--duration 20] [--url URL] [--report DIR]
 var opts = Args.Parse(args);
 var inv = CultureInfo.InvariantCulture;
@@ -14,8 +15,11 @@ switch (opts.Command)
     case "prepare":
         BenchPrepare.Run(opts.Get("bench"), opts.Int("videos", 100_000), opts.Int("comments-per-video", 10), opts.Int("users", 20_000), opts.Int("dim", 64));
         return 0;
+    case "export":
+        BenchPrepare.Export(opts.Get("bench"), opts.Get("name"), opts.Get("out"));
+        return 0;
     case "engine":
-        EngineBench.Run(opts.Get("bundle"), opts.Int("batch", 32), opts.Int("iterations", 20), opts.Int("threads", 1));
+        EngineBench.Run(opts.Get("bundle"), opts.Int("batch", 32), opts.Int("iterations", 20), opts.Int("threads", 1), opts.Maybe("onnx-profile"));
         return 0;
     case "run":
         return await LoadRuns.RunAsync(opts);
@@ -76,7 +80,15 @@ internal static class LoadRuns
         async Task<ScenarioStats> Run(Scenario s)
         {
             Console.WriteLine($"running {s.Name} …");
+            var load0 = File.ReadAllText("/proc/loadavg").Split(' ')[0];
+            var cpu0 = service?.CpuSeconds() ?? double.NaN;
             var stats = await ScenarioRunner.RunAsync(s);
+            // The service's CPU time per answered request: the figure that the neighbours' load on the shared cores
+            // does not change (much), unlike requests/s.
+            var cpu = (service?.CpuSeconds() ?? double.NaN) - cpu0;
+            var ok = stats.StatusCodes.GetValueOrDefault(200);
+            stats.Notes.Add($"service CPU {cpu:F2} s for {ok:N0} answered (200) requests: {cpu * 1000 / Math.Max(1, ok):F3} ms per request; load average {load0} → {File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
+            Console.WriteLine($"  {stats.Notes[^1]}");
             Console.WriteLine($"  {stats.Rps:F0} rps ok, p50 {stats.Percentile(50):F2} ms, p99 {stats.Percentile(99):F2} ms, fail {stats.FailPercent:F2} %, codes {string.Join(" ", stats.StatusCodes.Select(kv => $"{kv.Key}:{kv.Value}"))}");
             foreach (var (t, passed, actual) in stats.Checked) Console.WriteLine($"  {(passed ? "PASS" : "FAIL")} {t.Text} (actual {actual:F2})");
             results.Add(stats);
@@ -221,7 +233,7 @@ internal sealed class ServiceProcess : IDisposable
         while (!File.Exists(Path.Combine(repo, "LSVCR.sln"))) repo = Path.GetDirectoryName(repo) ?? throw new InvalidOperationException("repository root not found");
         var dll = o.Maybe("service-dll") ?? Path.Combine(repo, "services", "LSVCR.Serving.Api", "bin", "Release", "net10.0", "LSVCR.Serving.Api.dll");
         if (!File.Exists(dll)) throw new FileNotFoundException($"{dll}: build it first (dotnet build services/LSVCR.Serving.Api -c Release)");
-        var port = o.Int("port", 5077);
+        var port = o.Int("port", FreePort());
         var url = $"http://127.0.0.1:{port}";
         var psi = new ProcessStartInfo("dotnet", [dll]) { UseShellExecute = false, RedirectStandardOutput = false };
         psi.Environment["ASPNETCORE_URLS"] = url;
@@ -235,6 +247,14 @@ internal sealed class ServiceProcess : IDisposable
         return new ServiceProcess(p, url);
     }
 
+    /// <summary>utime + stime of the service process (/proc/PID/stat fields 14 and 15, in clock ticks of 1/100 s).</summary>
+    public double CpuSeconds()
+    {
+        var stat = File.ReadAllText($"/proc/{_process.Id}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
+    }
+
     public double RssMb()
     {
         try
@@ -243,6 +263,13 @@ internal sealed class ServiceProcess : IDisposable
             return double.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024;
         }
         catch (IOException) { return double.NaN; }
+    }
+
+    private static int FreePort()
+    {
+        using var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        l.Start();
+        return ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
     }
 
     public void Dispose()
@@ -256,10 +283,10 @@ internal sealed class ServiceProcess : IDisposable
 /// <summary>`engine`: times the engine's batch calls in-process (no HTTP): encode + scores, and the top-k.</summary>
 internal static class EngineBench
 {
-    public static void Run(string bundle, int batch, int iterations, int threads)
+    public static void Run(string bundle, int batch, int iterations, int threads, string? onnxProfile)
     {
         var sw = Stopwatch.StartNew();
-        using var model = LSVCR.Serving.ServingModel.Load(bundle, new LSVCR.Serving.ServingOptions { IntraOpThreads = threads, Workers = 1 });
+        using var model = LSVCR.Serving.ServingModel.Load(bundle, new LSVCR.Serving.ServingOptions { IntraOpThreads = threads, Workers = 1, OnnxProfilePrefix = onnxProfile });
         Console.WriteLine($"load + warm-up {sw.Elapsed.TotalSeconds:F2} s");
         var rng = new Random(1);
         var users = Enumerable.Range(0, batch).Select(_ => new LSVCR.Serving.UserHistory(
@@ -267,19 +294,45 @@ internal static class EngineBench
             [.. Enumerable.Range(0, 20).Select(_ => 1 + rng.Next(model.VideoCount - 1))],
             [.. Enumerable.Range(0, 20).Select(_ => new[] { 1 + rng.Next(model.CommentCount - 1), 1 + rng.Next(model.CommentCount - 1) })])).ToList();
         var watched = users.Select(_ => 1 + rng.Next(model.VideoCount - 1)).ToList();
-        double encode = 0, topk = 0, comm = 0;
+        // Wall time and this thread's CPU time (the machine is shared: CPU time is the figure that does not depend on
+        // the neighbours' load, as long as intra-op threads = 1).
+        double encode = 0, topk = 0, comm = 0, encodeCpu = 0, topkCpu = 0, commCpu = 0;
+        static double Cpu() => ThreadCpu.Milliseconds();
         for (int i = 0; i < iterations; i++)
         {
             var t = Stopwatch.StartNew();
+            var c = Cpu();
             using var o = model.EncodeRec(users);
             encode += t.Elapsed.TotalMilliseconds;
+            encodeCpu += Cpu() - c;
             t.Restart();
+            c = Cpu();
             for (int r = 0; r < batch; r++) LSVCR.Serving.TopK.Select(o.Scores(r), 10);
             topk += t.Elapsed.TotalMilliseconds;
+            topkCpu += Cpu() - c;
             t.Restart();
+            c = Cpu();
             model.EncodeCommRank(users, watched);
             comm += t.Elapsed.TotalMilliseconds;
+            commCpu += Cpu() - c;
         }
-        Console.WriteLine($"batch {batch}, {threads} thread(s): rec encode+scores {encode / iterations:F2} ms, top-k {topk / iterations:F2} ms, commrank encode {comm / iterations:F2} ms per batch");
+        Console.WriteLine($"batch {batch}, {threads} thread(s): rec encode+scores {encode / iterations:F2} ms (cpu {encodeCpu / iterations:F2}), top-k {topk / iterations:F2} ms (cpu {topkCpu / iterations:F2}), " +
+                          $"commrank encode {comm / iterations:F2} ms (cpu {commCpu / iterations:F2}) per batch; rec cpu per request {(encodeCpu + topkCpu) / iterations / batch:F3} ms");
+    }
+}
+
+/// <summary>The calling thread's CPU time (clock_gettime CLOCK_THREAD_CPUTIME_ID).</summary>
+internal static class ThreadCpu
+{
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+    private struct Timespec { public long Sec, Nsec; }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "clock_gettime")]
+    private static extern int ClockGetTime(int clock, out Timespec ts);
+
+    public static double Milliseconds()
+    {
+        ClockGetTime(3, out var ts); // CLOCK_THREAD_CPUTIME_ID
+        return ts.Sec * 1e3 + ts.Nsec / 1e6;
     }
 }

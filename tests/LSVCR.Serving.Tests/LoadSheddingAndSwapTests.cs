@@ -8,6 +8,16 @@ namespace LSVCR.Serving.Tests;
 public sealed class LoadSheddingAndSwapTests(BundlesFixture bundles) : IClassFixture<BundlesFixture>
 {
     [Fact]
+    public void Provider_cuda_selects_the_CUDA_provider_and_this_CPU_build_refuses_it_with_the_setting_named()
+    {
+        // The service references Microsoft.ML.OnnxRuntime (CPU); its native library rejects the CUDA provider, which
+        // shows that Provider = cuda reaches AppendExecutionProvider_CUDA. A GPU build would load here instead.
+        var e = Assert.Throws<LsvcrException>(() => ServingModel.Load(bundles.A.BundleDir, new ServingOptions { Provider = "cuda" }));
+        Assert.Contains("Serving:Provider", e.Message);
+        Assert.Contains("Microsoft.ML.OnnxRuntime.Gpu", e.Message);
+    }
+
+    [Fact]
     public async Task A_full_queue_answers_429_with_retry_after_and_never_5xx()
     {
         // Two admitted requests sit in a batch that waits its full 1 s delay for more; the rest find the queue full.
