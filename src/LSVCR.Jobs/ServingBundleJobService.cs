@@ -63,6 +63,19 @@ public sealed class ServingBundleJobService(IArtifactStore store, IOptions<JobsO
         }, progress, ct);
         if (manifest.Kind != ArtifactKind || !manifest.Metadata.TryGetValue(VersionKey, out var version))
             throw new LsvcrException($"{Store.Name}:{request.OutputSet}: holds a '{manifest.Kind}' set without a model version, not a serving bundle");
+        await PointAtAsync(output, version, ct);
         return new ServingBundleResult(output.Output, version, key, output.Reused);
+    }
+
+    /// <summary>
+    /// The store's <c>serving/latest</c> pointer (<see cref="ServingBundlePointer"/>), written after the set is visible: the
+    /// fallback by which a Serving instance that missed <c>ModelPublished</c> finds the model. A reused set sets the
+    /// pointer only when it is unset (a crash between the set and the pointer), so a redelivered old publish never
+    /// turns the pointer back to an older bundle.
+    /// </summary>
+    private async Task PointAtAsync(JobOutput output, string version, CancellationToken ct)
+    {
+        if (output.Reused && await ServingBundlePointer.TryReadAsync(Store, ct: ct) is not null) return;
+        await ServingBundlePointer.WriteAsync(Store, output.Output, version, ct: ct);
     }
 }

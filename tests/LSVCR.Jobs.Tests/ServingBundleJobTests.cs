@@ -40,6 +40,8 @@ public sealed class ServingBundleJobTests(JobsFixture fixture)
         Assert.Equal("run-1", bundle.TrainingRun);
         Assert.Equal("{\"run\":1}", await File.ReadAllTextAsync(opened.PathOf("bundle.json")));
         Assert.Contains(manifest.Files, f => f.Path == BundleManifest.FileName);
+        // The store's serving/latest pointer names it (Serving's fallback to ModelPublished).
+        Assert.Equal((first.Bundle, first.ModelVersion), await ServingBundlePointer.TryReadAsync(fixture.Store));
 
         var storeDir = Path.Combine(fixture.Root, "store", "runs", "bundle", "bundle");
         var before = Directory.GetFiles(storeDir, "*", SearchOption.AllDirectories).Order().ToList();
@@ -49,6 +51,25 @@ public sealed class ServingBundleJobTests(JobsFixture fixture)
         Assert.Equal(first.ModelVersion, again.ModelVersion);
         Assert.Equal(before, Directory.GetFiles(storeDir, "*", SearchOption.AllDirectories).Order().ToList());
         Assert.False(Directory.Exists(Path.Combine(fixture.WorkDirectory, ServingBundleJobService.Step, first.StepKey[..32])));
+    }
+
+    [Fact]
+    public async Task A_redelivered_older_publish_leaves_the_pointer_on_the_newer_bundle_and_a_lost_pointer_is_restored()
+    {
+        var older = await Job.PublishAsync(await RequestAsync("runs/pointer/old", "{\"run\":\"old\"}"));
+        var newer = await Job.PublishAsync(await RequestAsync("runs/pointer/new", "{\"run\":\"new\"}"));
+        Assert.NotEqual(older.Bundle, newer.Bundle);
+        Assert.Equal(newer.Bundle, (await ServingBundlePointer.TryReadAsync(fixture.Store))!.Value.Bundle);
+
+        var again = await Job.PublishAsync(await RequestAsync("runs/pointer/old", "{\"run\":\"old\"}"));
+        Assert.True(again.Reused);
+        Assert.Equal(newer.Bundle, (await ServingBundlePointer.TryReadAsync(fixture.Store))!.Value.Bundle);
+
+        // A publish killed after its set became visible but before the pointer: the redelivery sets it.
+        File.Delete(Path.Combine(fixture.Root, "store", ArtifactPaths.PointersFolder, "serving", "latest.json"));
+        Assert.Null(await ServingBundlePointer.TryReadAsync(fixture.Store));
+        await Job.PublishAsync(await RequestAsync("runs/pointer/old", "{\"run\":\"old\"}"));
+        Assert.Equal((older.Bundle, older.ModelVersion), await ServingBundlePointer.TryReadAsync(fixture.Store));
     }
 
     [Fact]
