@@ -331,6 +331,13 @@ public sealed class ManifestTests
             Assert.Equal($"lsvcr/{name}:{version}", container.Image); // what build-images.sh names its archives' images
             Assert.True(container.ImagePullPolicy is null or "IfNotPresent", $"{name}: images loaded into the nodes must not be pulled");
         }
+        // The broker and the store: the images build-images.sh --infra builds (none can be pulled offline).
+        var infra = Regex.Match(File.ReadAllText(Path.Combine(Rendered.RepoRoot, "deploy/build-images.sh")), @"(?m)^infra=\(([a-z ]+)\)").Groups[1].Value.Split(' ');
+        Assert.Equal(["rabbitmq", "azurite"], infra);
+        foreach (var name in infra)
+            Assert.Equal($"lsvcr/{name}:{version}", Assert.Single(r.Single<V1Deployment>(name).Spec.Template.Spec.Containers).Image);
+        // No subPath (podman kube play does not support it): the broker's ConfigMap is mounted as its conf.d.
+        Assert.All(r.All<V1Deployment>().SelectMany(d => d.Spec.Template.Spec.Containers).SelectMany(c => c.VolumeMounts ?? []), m => Assert.Null(m.SubPath));
     }
 
     [Fact]
