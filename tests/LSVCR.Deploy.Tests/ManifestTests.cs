@@ -252,7 +252,7 @@ public sealed class ManifestTests
     /// figure of any proof run per service.</summary>
     private static readonly Dictionary<string, int> MeasuredPeakMb = new()
     {
-        ["runs"] = 178, ["embeddings"] = 945, ["alignment"] = 3798, ["fine-tuning"] = 1471, ["evaluation"] = 572,
+        ["runs"] = 178, ["embeddings"] = 951, ["alignment"] = 3798, ["fine-tuning"] = 1471, ["evaluation"] = 572,
         ["serving"] = 166, ["bundle-installer"] = 166,
     };
 
