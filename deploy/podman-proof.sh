@@ -4,8 +4,9 @@
 # lsvcr-config + env + Secret values), read-only root, user 1654, fresh scratch volumes. RabbitMQ and Azurite run as
 # local programs (their images cannot be pulled offline) on free ports; the connection strings' in-cluster host:port
 # (rabbitmq:5672, azurite:10000/10002) are rewritten to them, and each container gets its own HTTP port (host network).
-# Then a tiny run is started through the Runs API and followed to its end; once it is Published, Serving must have
-# downloaded the bundle (ModelPublished over the bus), turn ready and answer with the run's model version.
+# Then a tiny run is started through the Runs API and followed to its end; once it is Published, bundle-installer must
+# have downloaded the bundle (ModelPublished over the bus) onto the shared serving-bundles folder, and Serving (reading
+# it read-only) turn ready and answer with the run's model version.
 #
 # With --kube-play the rendered local overlay itself runs under `podman kube play` instead (RabbitMQ and Azurite as its
 # pods, from build-images.sh --infra's images), each pod on a podman bridge network with its own address; what podman
