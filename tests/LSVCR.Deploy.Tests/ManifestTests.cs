@@ -100,7 +100,7 @@ public sealed class ManifestTests
     public void Services_run_as_the_images_non_root_user_on_a_read_only_root(string dir)
     {
         var uid = long.Parse(Regex.Match(File.ReadAllText(Path.Combine(Rendered.RepoRoot, "deploy/build-images.sh")), @"(?m)^app_uid=(\d+)").Groups[1].Value);
-        foreach (var name in Services)
+        foreach (var name in Services.Append("bundle-installer"))
         {
             var pod = Rendered.Of(dir).Single<V1Deployment>(name).Spec.Template.Spec;
             Assert.True(pod.SecurityContext.RunAsNonRoot);
@@ -178,7 +178,8 @@ public sealed class ManifestTests
         string[] Connections(string name) => Assert.Single(r.Single<V1Deployment>(name).Spec.Template.Spec.Containers).Env
             .Where(e => e.Name.StartsWith("ConnectionStrings__")).Select(e => e.Name["ConnectionStrings__".Length..]).Order().ToArray();
         Assert.Equal(["artifacts", "bus", "runs"], Connections("runs"));
-        Assert.Equal(["artifacts", "bus"], Connections("serving")); // ModelPublished + the bundle download
+        Assert.Empty(Connections("serving")); // polls the shared bundle volume only
+        Assert.Equal(["artifacts", "bus"], Connections("bundle-installer")); // ModelPublished + the bundle download
         // Long steps (DurableSteps: alignment, fine-tuning) keep their job records in the runs tables.
         foreach (var worker in WorkerQueues.Keys)
             Assert.Equal(worker is "alignment" or "fine-tuning" ? ["artifacts", "bus", "runs"] : ["artifacts", "bus"], Connections(worker));
@@ -208,6 +209,62 @@ public sealed class ManifestTests
         Assert.True(hpa.Spec.MinReplicas <= hpa.Spec.MaxReplicas);
         // Readiness gates a rollout only if no old pod goes before a new one is ready.
         Assert.Equal("0", r.Single<V1Deployment>("serving").Spec.Strategy.RollingUpdate.MaxUnavailable.Value);
+    }
+
+    /// <summary>
+    /// Serving's bundles: exactly one writer (bundle-installer: one replica, Recreate, the bus and the store) of the
+    /// serving-bundles volume, and Serving pods that mount it read-only and read their bundle root from it — so a pod
+    /// created after a ModelPublished (rollout, scale-up) still finds the current bundle.
+    /// </summary>
+    [Theory, MemberData(nameof(All))]
+    public void Serving_pods_read_the_bundles_one_installer_writes(string dir)
+    {
+        var r = Rendered.Of(dir);
+        var claim = r.Single<V1PersistentVolumeClaim>("serving-bundles");
+        Assert.Equal(dir == "overlays/local" ? ["ReadWriteOnce"] : ["ReadWriteMany"], claim.Spec.AccessModes);
+        var writers = new List<string>();
+        foreach (var d in r.All<V1Deployment>())
+        {
+            var pod = d.Spec.Template.Spec;
+            var volume = pod.Volumes?.SingleOrDefault(v => v.PersistentVolumeClaim?.ClaimName == "serving-bundles");
+            if (volume is null) continue;
+            var c = Assert.Single(pod.Containers);
+            var mount = Assert.Single(c.VolumeMounts, m => m.Name == volume.Name);
+            Assert.Equal(mount.MountPath, Assert.Single(c.Env, e => e.Name == "Serving__BundleRoot").Value);
+            var readOnly = mount.ReadOnlyProperty == true || volume.PersistentVolumeClaim.ReadOnlyProperty == true;
+            if (!readOnly) writers.Add(d.Metadata.Name);
+            Assert.Equal(!readOnly, c.Env.Any(e => e.Name == "ConnectionStrings__bus")); // only the writer consumes ModelPublished
+        }
+        Assert.Equal(["bundle-installer"], writers);
+        var installer = r.Single<V1Deployment>("bundle-installer");
+        Assert.Equal(1, installer.Spec.Replicas);
+        Assert.Equal("Recreate", installer.Spec.Strategy.Type); // no second writer during its rollout
+        Assert.Equal(Assert.Single(r.Single<V1Deployment>("serving").Spec.Template.Spec.Containers).Image, installer.Spec.Template.Spec.Containers[0].Image);
+        var serving = r.Single<V1Deployment>("serving").Spec.Template.Spec;
+        Assert.Contains(serving.Volumes, v => v.PersistentVolumeClaim?.ClaimName == "serving-bundles" && v.PersistentVolumeClaim.ReadOnlyProperty == true);
+        // It takes no traffic and is not counted as Serving by the PDB or the HPA.
+        var labels = installer.Spec.Template.Metadata.Labels;
+        Assert.DoesNotContain(r.All<V1Service>(), s => s.Spec.Selector.All(kv => labels.TryGetValue(kv.Key, out var v) && v == kv.Value));
+        Assert.False(r.Single<V1PodDisruptionBudget>("serving").Spec.Selector.MatchLabels.All(kv => labels.TryGetValue(kv.Key, out var v) && v == kv.Value));
+    }
+
+    /// <summary>Peak RSS (VmHWM, MB) measured in deploy/podman-proof.sh (docs/deploy.md, "Resources"): the largest
+    /// figure of any proof run per service.</summary>
+    private static readonly Dictionary<string, int> MeasuredPeakMb = new()
+    {
+        ["runs"] = 178, ["embeddings"] = 951, ["alignment"] = 3798, ["fine-tuning"] = 1471, ["evaluation"] = 572,
+        ["serving"] = 166, ["bundle-installer"] = 166,
+    };
+
+    [Theory, MemberData(nameof(All))]
+    public void Memory_requests_leave_headroom_above_the_measured_peaks(string dir)
+    {
+        foreach (var (name, peakMb) in MeasuredPeakMb)
+        {
+            var resources = Assert.Single(Rendered.Of(dir).Single<V1Deployment>(name).Spec.Template.Spec.Containers).Resources;
+            var requestMb = resources.Requests["memory"].ToDecimal() / (1024 * 1024);
+            Assert.True(requestMb >= peakMb * 1.25m, $"{dir}: {name} requests {requestMb:F0} MiB, under 1.25 × its measured peak {peakMb} MB");
+        }
     }
 
     [Theory, MemberData(nameof(All))]
@@ -274,6 +331,13 @@ public sealed class ManifestTests
             Assert.Equal($"lsvcr/{name}:{version}", container.Image); // what build-images.sh names its archives' images
             Assert.True(container.ImagePullPolicy is null or "IfNotPresent", $"{name}: images loaded into the nodes must not be pulled");
         }
+        // The broker and the store: the images build-images.sh --infra builds (none can be pulled offline).
+        var infra = Regex.Match(File.ReadAllText(Path.Combine(Rendered.RepoRoot, "deploy/build-images.sh")), @"(?m)^infra=\(([a-z ]+)\)").Groups[1].Value.Split(' ');
+        Assert.Equal(["rabbitmq", "azurite"], infra);
+        foreach (var name in infra)
+            Assert.Equal($"lsvcr/{name}:{version}", Assert.Single(r.Single<V1Deployment>(name).Spec.Template.Spec.Containers).Image);
+        // No subPath (podman kube play does not support it): the broker's ConfigMap is mounted as its conf.d.
+        Assert.All(r.All<V1Deployment>().SelectMany(d => d.Spec.Template.Spec.Containers).SelectMany(c => c.VolumeMounts ?? []), m => Assert.Null(m.SubPath));
     }
 
     [Fact]
